@@ -1,0 +1,67 @@
+# grpc-terminal: every target creates the virtual environment it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Code generation uses its own environment, pinned low on purpose: protoc 25
+# (grpcio-tools 1.62) writes code that runs on protobuf 4.25 through 7.x.
+GEN_VENV := .venv-proto
+GEN_STAMP := $(GEN_VENV)/.installed
+PROTO := proto/c1/connector/v2/annotation_provision_failure.proto
+GEN_OUT := grpc_terminal/_gen
+
+export GT_PROTOC_PYTHON := $(abspath $(GEN_VENV))/bin/python
+
+.PHONY: test lint proto demo interop bench fuzz soak test-floor clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev,tenacity,api-core,temporal]'
+	touch $@
+
+$(GEN_STAMP):
+	$(PYTHON) -m venv $(GEN_VENV)
+	$(GEN_VENV)/bin/pip install -q 'grpcio-tools==1.62.3' 'mypy-protobuf==3.6.0' 'buf-bin==1.75.0'
+	touch $@
+
+test: lint
+	$(BIN)/pytest
+
+lint: $(STAMP) $(GEN_STAMP)
+	$(BIN)/ruff check grpc_terminal tests examples benchmarks
+	$(BIN)/mypy
+	cd proto && ../$(GEN_VENV)/bin/buf lint
+
+proto: $(GEN_STAMP)
+	PATH="$(abspath $(GEN_VENV))/bin:$$PATH" $(GEN_VENV)/bin/python -m grpc_tools.protoc \
+	  -Iproto --python_out=$(GEN_OUT) --mypy_out=$(GEN_OUT) $(PROTO)
+
+demo: $(STAMP)
+	$(BIN)/python -m examples.provisioner.demo
+
+interop: $(STAMP)
+	bash tests/interop/run.sh
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+fuzz: $(STAMP)
+	$(BIN)/pip install -q 'atheris>=2.3'
+	PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python $(BIN)/python fuzz/fuzz_decode.py \
+	  -max_total_time=$${FUZZ_SECONDS:-60} fuzz/corpus
+
+soak: $(STAMP)
+	$(BIN)/pytest -m slow -p no:cacheprovider tests/test_soak.py
+
+# The declared dependency floors, in an environment of their own.
+test-floor: $(GEN_STAMP)
+	$(PYTHON) -m venv .venv-floor
+	.venv-floor/bin/pip install -q 'grpcio==1.62.3' 'grpcio-status==1.62.3' 'protobuf==4.25.3' \
+	  'googleapis-common-protos==1.62.0' 'pytest>=8' 'pytest-timeout' 'pytest-asyncio' 'hypothesis'
+	.venv-floor/bin/pip install -q --no-deps -e .
+	.venv-floor/bin/pytest -p no:cacheprovider -m 'not slow' --ignore=tests/interop \
+	  --ignore=tests/extras tests
+
+clean:
+	rm -rf $(VENV) $(GEN_VENV) .venv-floor .mypy_cache .pytest_cache .ruff_cache

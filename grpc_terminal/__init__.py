@@ -1,0 +1,107 @@
+"""grpc-terminal: honest gRPC failures.
+
+Servers raise typed errors (or their own exceptions, mapped once); the
+interceptors send the right code with a rich ``google.rpc.Status``. Clients
+get the typed error back, still a ``grpc.RpcError``, and retry logic stops at
+once on terminal failures while backing off on transient ones.
+"""
+
+from grpc_terminal._classify import (
+    RETRYABLE_CODES,
+    Verdict,
+    classify,
+    failure_detail,
+    is_retryable,
+    is_terminal,
+    retry_delay,
+)
+from grpc_terminal._client import aio_interceptors, intercept_channel
+from grpc_terminal._codec import (
+    DEFAULT_DOMAIN,
+    PUSHBACK_KEY,
+    SHRINK_ORDER,
+    STATUS_DETAILS_KEY,
+    TRAILER_BUDGET,
+    from_rpc_error,
+)
+from grpc_terminal._errors import (
+    Aborted,
+    AlreadyExists,
+    Cancelled,
+    DataLoss,
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    LicenseExhausted,
+    NotFound,
+    OperationNotPermitted,
+    OutOfRange,
+    PermissionDenied,
+    ResourceExhausted,
+    StatusError,
+    TargetManagedExternally,
+    TerminalError,
+    Unauthenticated,
+    Unavailable,
+    Unimplemented,
+    Unknown,
+    UserNotProvisionable,
+    ValidationFailure,
+    terminal_error,
+)
+from grpc_terminal._reason import ProvisionFailureDetail, Reason, code_for_reason
+from grpc_terminal._server import AsyncServerInterceptor, ServerInterceptor
+from grpc_terminal._status import to_status
+from grpc_terminal._translate import ErrorEvent
+from grpc_terminal._version import __version__
+
+__all__ = [
+    "DEFAULT_DOMAIN",
+    "PUSHBACK_KEY",
+    "RETRYABLE_CODES",
+    "SHRINK_ORDER",
+    "STATUS_DETAILS_KEY",
+    "TRAILER_BUDGET",
+    "Aborted",
+    "AlreadyExists",
+    "AsyncServerInterceptor",
+    "Cancelled",
+    "DataLoss",
+    "DeadlineExceeded",
+    "ErrorEvent",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "LicenseExhausted",
+    "NotFound",
+    "OperationNotPermitted",
+    "OutOfRange",
+    "PermissionDenied",
+    "ProvisionFailureDetail",
+    "Reason",
+    "ResourceExhausted",
+    "ServerInterceptor",
+    "StatusError",
+    "TargetManagedExternally",
+    "TerminalError",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "Unknown",
+    "UserNotProvisionable",
+    "ValidationFailure",
+    "Verdict",
+    "__version__",
+    "aio_interceptors",
+    "classify",
+    "code_for_reason",
+    "failure_detail",
+    "from_rpc_error",
+    "intercept_channel",
+    "is_retryable",
+    "is_terminal",
+    "retry_delay",
+    "terminal_error",
+    "to_status",
+]

@@ -1,0 +1,258 @@
+"""Client interceptors: failed calls raise typed errors (sync and aio edges).
+
+Every typed error is still a ``grpc.RpcError`` and has the original
+``grpc.RpcError`` / ``grpc.aio.AioRpcError`` as its ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from grpc_terminal._codec import from_rpc_error
+from grpc_terminal._errors import StatusError
+
+__all__ = ["aio_interceptors", "intercept_channel"]
+
+
+class _Typed:
+    """Turns the raw errors of one call into one typed error, made once."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._typed: StatusError | None = None
+
+    def _convert(self, err: BaseException) -> BaseException:
+        if isinstance(err, StatusError) or not isinstance(err, grpc.RpcError):
+            return err
+        if self._typed is None:
+            self._typed = from_rpc_error(err)
+        return self._typed
+
+
+class _SyncCall(_Typed, grpc.Call, grpc.Future):  # type: ignore[misc]
+    """A sync call, future or response stream whose failures are typed."""
+
+    # grpc.Future
+    def result(self, timeout: float | None = None) -> Any:
+        try:
+            return self._inner.result(timeout)
+        except grpc.RpcError as err:
+            raise self._convert(err) from err
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        err = self._inner.exception(timeout)
+        return None if err is None else self._convert(err)
+
+    def traceback(self, timeout: float | None = None) -> Any:
+        return self._inner.traceback(timeout)
+
+    def add_done_callback(self, fn: Callable[[Any], None]) -> None:
+        self._inner.add_done_callback(lambda _inner: fn(self))
+
+    def cancel(self) -> bool:
+        return bool(self._inner.cancel())
+
+    def cancelled(self) -> bool:
+        return bool(self._inner.cancelled())
+
+    def running(self) -> bool:
+        return bool(self._inner.running())
+
+    def done(self) -> bool:
+        return bool(self._inner.done())
+
+    # grpc.Call / grpc.RpcContext
+    def initial_metadata(self) -> Any:
+        return self._inner.initial_metadata()
+
+    def trailing_metadata(self) -> Any:
+        return self._inner.trailing_metadata()
+
+    def code(self) -> grpc.StatusCode:
+        return self._inner.code()  # type: ignore[no-any-return]
+
+    def details(self) -> str:
+        return self._inner.details()  # type: ignore[no-any-return]
+
+    def is_active(self) -> bool:
+        return bool(self._inner.is_active())
+
+    def time_remaining(self) -> float | None:
+        return self._inner.time_remaining()  # type: ignore[no-any-return]
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        return bool(self._inner.add_callback(callback))
+
+    # response streams
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._inner)
+        except grpc.RpcError as err:
+            raise self._convert(err) from err
+
+
+class _SyncInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Wraps every sync call kind in :class:`_SyncCall`."""
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return _SyncCall(continuation(details, request))
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return _SyncCall(continuation(details, request))
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return _SyncCall(continuation(details, requests))
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return _SyncCall(continuation(details, requests))
+
+
+def intercept_channel(channel: grpc.Channel, *, retry: Any = None) -> grpc.Channel:
+    """``channel`` whose calls raise typed :class:`StatusError` subclasses.
+
+    ``__call__``, ``with_call``, ``future()`` and response iterators all
+    raise the typed error, with the original ``grpc.RpcError`` as cause.
+    ``retry`` (a :class:`RetryPolicy`) retries calls with a unary request.
+    """
+    interceptors: list[Any] = [_SyncInterceptor()]
+    if retry is not None:
+        from grpc_terminal._retry import sync_retry_interceptor
+
+        interceptors.append(sync_retry_interceptor(retry))
+    return grpc.intercept_channel(channel, *interceptors)
+
+
+# -- aio -------------------------------------------------------------------------
+
+
+class _AioCall(_Typed):
+    """Delegation shared by the four aio call wrappers."""
+
+    def cancel(self) -> bool:
+        return bool(self._inner.cancel())
+
+    def cancelled(self) -> bool:
+        return bool(self._inner.cancelled())
+
+    def done(self) -> bool:
+        return bool(self._inner.done())
+
+    def time_remaining(self) -> float | None:
+        return self._inner.time_remaining()  # type: ignore[no-any-return]
+
+    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
+        self._inner.add_done_callback(lambda _inner: callback(self))
+
+    async def initial_metadata(self) -> Any:
+        return await self._inner.initial_metadata()
+
+    async def trailing_metadata(self) -> Any:
+        return await self._inner.trailing_metadata()
+
+    async def code(self) -> grpc.StatusCode:
+        return await self._inner.code()  # type: ignore[no-any-return]
+
+    async def details(self) -> str:
+        return await self._inner.details()  # type: ignore[no-any-return]
+
+    async def wait_for_connection(self) -> None:
+        await self._inner.wait_for_connection()
+
+    def _await(self) -> Generator[Any, None, Any]:
+        try:
+            return (yield from self._inner.__await__())
+        except grpc.RpcError as err:
+            raise self._convert(err) from err
+
+    async def _iterate(self) -> AsyncIterator[Any]:
+        try:
+            async for response in self._inner:
+                yield response
+        except grpc.RpcError as err:
+            raise self._convert(err) from err
+
+    async def read(self) -> Any:
+        try:
+            return await self._inner.read()
+        except grpc.RpcError as err:
+            raise self._convert(err) from err
+
+    async def write(self, request: Any) -> None:
+        try:
+            await self._inner.write(request)
+        except grpc.RpcError as err:
+            raise self._convert(err) from err
+
+    async def done_writing(self) -> None:
+        try:
+            await self._inner.done_writing()
+        except grpc.RpcError as err:
+            raise self._convert(err) from err
+
+
+class _AioUnaryUnaryCall(_AioCall, grpc.aio.UnaryUnaryCall):  # type: ignore[misc]
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._await()
+
+
+class _AioUnaryStreamCall(_AioCall, grpc.aio.UnaryStreamCall):  # type: ignore[misc]
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+
+class _AioStreamUnaryCall(_AioCall, grpc.aio.StreamUnaryCall):  # type: ignore[misc]
+    def __await__(self) -> Generator[Any, None, Any]:
+        return self._await()
+
+
+class _AioStreamStreamCall(_AioCall, grpc.aio.StreamStreamCall):  # type: ignore[misc]
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self._iterate()
+
+
+class _AioUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return _AioUnaryUnaryCall(await continuation(details, request))
+
+
+class _AioUnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return _AioUnaryStreamCall(await continuation(details, request))
+
+
+class _AioStreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return _AioStreamUnaryCall(await continuation(details, requests))
+
+
+class _AioStreamStream(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return _AioStreamStreamCall(await continuation(details, requests))
+
+
+def aio_interceptors(*, retry: Any = None) -> list[grpc.aio.ClientInterceptor]:
+    """Interceptors for ``grpc.aio.*_channel(interceptors=...)``: one per RPC kind.
+
+    grpcio registers an object that implements several kinds for the first
+    kind only, so each kind gets its own instance. ``retry`` (a
+    :class:`RetryPolicy`) retries calls with a unary request.
+    """
+    interceptors: list[grpc.aio.ClientInterceptor] = []
+    if retry is not None:
+        from grpc_terminal._retry import aio_retry_interceptors
+
+        interceptors.extend(aio_retry_interceptors(retry))
+    interceptors.extend([_AioUnaryUnary(), _AioUnaryStream(), _AioStreamUnary(), _AioStreamStream()])
+    return interceptors

@@ -1,0 +1,187 @@
+"""Standard ``google.rpc`` error details: the one table of known types.
+
+Every detail type is carried at most once per status (AIP-193). This module
+turns the friendly keyword options of :class:`~grpc_terminal.StatusError`
+into protobuf messages and knows which attribute each known type lives in.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import TypeAlias
+
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2 as ed
+
+from grpc_terminal._reason import ProvisionFailureDetail
+
+__all__ = [
+    "DETAIL_SLOTS",
+    "Pairs",
+    "camel_key",
+    "delay_from_duration",
+    "duration_from_delay",
+    "help_links",
+    "localized",
+    "precondition_failure",
+    "quota_failure",
+    "resource_info",
+    "bad_request",
+    "validate_error_reason",
+]
+
+# Full protobuf name -> attribute of StatusError holding the decoded message.
+# Order is the order details are written to the wire.
+DETAIL_SLOTS: dict[str, tuple[str, type[Message]]] = {
+    ProvisionFailureDetail.DESCRIPTOR.full_name: ("_failure_detail", ProvisionFailureDetail),
+    ed.ErrorInfo.DESCRIPTOR.full_name: ("error_info", ed.ErrorInfo),
+    ed.RetryInfo.DESCRIPTOR.full_name: ("_retry_info", ed.RetryInfo),
+    ed.RequestInfo.DESCRIPTOR.full_name: ("request_info", ed.RequestInfo),
+    ed.BadRequest.DESCRIPTOR.full_name: ("bad_request", ed.BadRequest),
+    ed.PreconditionFailure.DESCRIPTOR.full_name: ("precondition_failure", ed.PreconditionFailure),
+    ed.QuotaFailure.DESCRIPTOR.full_name: ("quota_failure", ed.QuotaFailure),
+    ed.ResourceInfo.DESCRIPTOR.full_name: ("resource_info", ed.ResourceInfo),
+    ed.Help.DESCRIPTOR.full_name: ("help", ed.Help),
+    ed.LocalizedMessage.DESCRIPTOR.full_name: ("localized_message", ed.LocalizedMessage),
+    ed.DebugInfo.DESCRIPTOR.full_name: ("debug_info", ed.DebugInfo),
+}
+
+Pairs: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
+
+_REASON_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,61}[A-Z0-9]$")
+_CAMEL_RE = re.compile(r"^[a-z][a-zA-Z0-9]{0,63}$")
+_MAX_DELAY = 10 * 365 * 24 * 3600.0
+
+
+def _pairs(value: Pairs, what: str) -> list[tuple[str, str]]:
+    items = value.items() if isinstance(value, Mapping) else value
+    out: list[tuple[str, str]] = []
+    for item in items:
+        try:
+            first, second = item
+        except (TypeError, ValueError):
+            raise TypeError(f"{what}: expected (str, str) pairs, got {item!r}") from None
+        if not isinstance(first, str) or not isinstance(second, str):
+            raise TypeError(f"{what}: expected (str, str) pairs, got {item!r}")
+        out.append((first, second))
+    return out
+
+
+def validate_error_reason(reason: str) -> str:
+    """Check an ErrorInfo reason is UPPER_SNAKE_CASE, at most 63 characters."""
+    if not isinstance(reason, str) or not _REASON_RE.match(reason):
+        raise ValueError(
+            f"ErrorInfo reason must be UPPER_SNAKE_CASE ([A-Z][A-Z0-9_]*, 2..63 chars), got {reason!r}"
+        )
+    return reason
+
+
+def camel_key(key: str) -> str:
+    """Return ``key`` as a lowerCamelCase ErrorInfo metadata key.
+
+    snake_case and kebab-case keys are converted (``user_id`` -> ``userId``);
+    anything that still is not lowerCamelCase raises ``ValueError``.
+    """
+    if not isinstance(key, str):
+        raise TypeError(f"ErrorInfo metadata keys must be str, got {key!r}")
+    head, *rest = re.split(r"[_\-]+", key) if key else [""]
+    camel = head[:1].lower() + head[1:] + "".join(p[:1].upper() + p[1:] for p in rest)
+    if not _CAMEL_RE.match(camel):
+        raise ValueError(
+            f"ErrorInfo metadata key {key!r} is not lowerCamelCase ([a-z][a-zA-Z0-9]*, max 64)"
+        )
+    return camel
+
+
+def error_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """Validate ErrorInfo metadata: lowerCamelCase str keys, str values."""
+    if not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata must be a mapping of str to str, got {type(metadata).__name__}")
+    out: dict[str, str] = {}
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise TypeError(f"ErrorInfo metadata value for {key!r} must be str, got {value!r}")
+        out[camel_key(key)] = value
+    return out
+
+
+def duration_from_delay(delay: float | datetime.timedelta) -> duration_pb2.Duration:
+    """Seconds (or a timedelta) as a protobuf Duration; rejects negatives and NaN."""
+    seconds = delay.total_seconds() if isinstance(delay, datetime.timedelta) else float(delay)
+    if math.isnan(seconds) or seconds < 0 or seconds > _MAX_DELAY:
+        raise ValueError(f"retry_delay must be between 0 and {_MAX_DELAY:.0f} seconds, got {delay!r}")
+    whole = math.floor(seconds)
+    return duration_pb2.Duration(seconds=whole, nanos=round((seconds - whole) * 1e9) % 1_000_000_000)
+
+
+def delay_from_duration(duration: duration_pb2.Duration) -> float | None:
+    """A Duration in seconds, or ``None`` when it is negative or malformed."""
+    seconds = duration.seconds + duration.nanos / 1e9
+    if seconds < 0 or not math.isfinite(seconds):
+        return None
+    return seconds
+
+
+def bad_request(violations: Pairs) -> ed.BadRequest:
+    """``{field: description}`` as a BadRequest."""
+    msg = ed.BadRequest()
+    for field, description in _pairs(violations, "field_violations"):
+        msg.field_violations.add(field=field, description=description)
+    return msg
+
+
+def precondition_failure(violations: Iterable[tuple[str, str, str]]) -> ed.PreconditionFailure:
+    """``(type, subject, description)`` triples as a PreconditionFailure."""
+    msg = ed.PreconditionFailure()
+    for item in violations:
+        if not (isinstance(item, tuple) and len(item) == 3 and all(isinstance(s, str) for s in item)):
+            raise TypeError(
+                f"precondition_violations: expected (type, subject, description) str triples, got {item!r}"
+            )
+        msg.violations.add(type=item[0], subject=item[1], description=item[2])
+    return msg
+
+
+def quota_failure(violations: Pairs) -> ed.QuotaFailure:
+    """``{subject: description}`` as a QuotaFailure."""
+    msg = ed.QuotaFailure()
+    for subject, description in _pairs(violations, "quota_violations"):
+        msg.violations.add(subject=subject, description=description)
+    return msg
+
+
+def resource_info(value: ed.ResourceInfo | tuple[str, str]) -> ed.ResourceInfo:
+    """A ResourceInfo, or ``(resource_type, resource_name)``."""
+    if isinstance(value, ed.ResourceInfo):
+        return value
+    kind, name = _pairs([value], "resource_info")[0]
+    return ed.ResourceInfo(resource_type=kind, resource_name=name)
+
+
+def help_links(links: Pairs) -> ed.Help:
+    """``{description: url}`` as a Help."""
+    msg = ed.Help()
+    for description, url in _pairs(links, "help_links"):
+        msg.links.add(description=description, url=url)
+    return msg
+
+
+def localized(value: str | tuple[str, str]) -> ed.LocalizedMessage:
+    """A user-facing message: ``"text"`` (locale ``en-US``) or ``(locale, text)``."""
+    if isinstance(value, str):
+        return ed.LocalizedMessage(locale="en-US", message=value)
+    locale, text = _pairs([value], "localized_message")[0]
+    return ed.LocalizedMessage(locale=locale, message=text)
+
+
+def pack(message: Message) -> any_pb2.Any:
+    """``message`` as an Any (an Any is returned unchanged)."""
+    if isinstance(message, any_pb2.Any):
+        return message
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed

@@ -1,0 +1,519 @@
+"""One exception hierarchy, raised on the server and caught on the client.
+
+Every class is a :class:`grpc.RpcError` and answers ``code()``, ``details()``
+and ``trailing_metadata()`` like a finished :class:`grpc.Call`, so code that
+catches ``grpc.RpcError`` keeps working::
+
+    grpc.RpcError
+    └── StatusError                      one non-OK status with its rich details
+        ├── Cancelled                    CANCELLED
+        ├── Unknown                      UNKNOWN
+        ├── InvalidArgument              INVALID_ARGUMENT
+        ├── DeadlineExceeded             DEADLINE_EXCEEDED
+        ├── NotFound                     NOT_FOUND
+        ├── AlreadyExists                ALREADY_EXISTS
+        ├── PermissionDenied             PERMISSION_DENIED
+        │   └── OperationNotPermitted    (also a TerminalError)
+        ├── ResourceExhausted            RESOURCE_EXHAUSTED
+        ├── FailedPrecondition           FAILED_PRECONDITION
+        │   ├── UserNotProvisionable     (also a TerminalError)
+        │   ├── TargetManagedExternally  (also a TerminalError)
+        │   ├── LicenseExhausted         (also a TerminalError)
+        │   └── ValidationFailure        (also a TerminalError)
+        ├── Aborted                      ABORTED
+        ├── OutOfRange                   OUT_OF_RANGE
+        ├── Unimplemented                UNIMPLEMENTED
+        ├── Internal                     INTERNAL
+        ├── Unavailable                  UNAVAILABLE
+        ├── DataLoss                     DATA_LOSS
+        ├── Unauthenticated              UNAUTHENTICATED
+        └── TerminalError                carries a ProvisionFailureDetail
+            ├── UserNotProvisionable
+            ├── TargetManagedExternally
+            ├── LicenseExhausted
+            ├── ValidationFailure
+            └── OperationNotPermitted
+
+A ``TerminalError`` whose reason this version does not know is a plain
+``TerminalError`` with the raw integer as ``reason``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2 as ed
+
+from grpc_terminal import _details
+from grpc_terminal._reason import (
+    ProvisionFailureDetail,
+    Reason,
+    code_for_reason,
+    coerce_reason,
+    reason_name,
+)
+
+__all__ = [
+    "Aborted",
+    "AlreadyExists",
+    "Cancelled",
+    "DataLoss",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "Internal",
+    "InvalidArgument",
+    "LicenseExhausted",
+    "NotFound",
+    "OperationNotPermitted",
+    "OutOfRange",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "StatusError",
+    "TargetManagedExternally",
+    "TerminalError",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "Unknown",
+    "UserNotProvisionable",
+    "ValidationFailure",
+    "class_for",
+    "terminal_error",
+]
+
+_log = logging.getLogger("grpc_terminal")
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+def _restore(cls: type[StatusError], args: tuple[Any, ...], state: dict[str, Any]) -> StatusError:
+    obj = cls.__new__(cls, *args)
+    BaseException.__init__(obj, *args)
+    obj.__dict__.update(state)
+    return obj
+
+
+class StatusError(grpc.RpcError):
+    """One non-OK gRPC status with its rich details."""
+
+    #: The status code instances of this class carry.
+    grpc_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+
+    _failure_detail: ProvisionFailureDetail | None = None
+    error_info: ed.ErrorInfo | None = None
+    _retry_info: ed.RetryInfo | None = None
+    request_info: ed.RequestInfo | None = None
+    bad_request: ed.BadRequest | None = None
+    precondition_failure: ed.PreconditionFailure | None = None
+    quota_failure: ed.QuotaFailure | None = None
+    resource_info: ed.ResourceInfo | None = None
+    help: ed.Help | None = None
+    localized_message: ed.LocalizedMessage | None = None
+    debug_info: ed.DebugInfo | None = None
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        retry_delay: float | datetime.timedelta | None = None,
+        field_violations: _details.Pairs | None = None,
+        precondition_violations: Iterable[tuple[str, str, str]] | None = None,
+        quota_violations: _details.Pairs | None = None,
+        resource_info: ed.ResourceInfo | tuple[str, str] | None = None,
+        help_links: _details.Pairs | None = None,
+        localized_message: str | tuple[str, str] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        error_reason: str | None = None,
+        domain: str | None = None,
+        details: Iterable[Message] = (),
+        trailing_metadata: Iterable[tuple[str, str | bytes]] = (),
+    ) -> None:
+        if not isinstance(message, str):
+            raise TypeError(f"message must be str, got {type(message).__name__}")
+        super().__init__(message)
+        self.message = message
+        self._code = type(self).grpc_code
+        self._received = False
+        self.extra_details: list[any_pb2.Any] = []
+        self.error_info = ed.ErrorInfo(
+            reason=(
+                _details.validate_error_reason(error_reason)
+                if error_reason is not None
+                else self._default_error_reason()
+            ),
+            domain=domain or "",
+            metadata=_details.error_metadata(metadata or {}),
+        )
+        if retry_delay is not None:
+            self._retry_info = ed.RetryInfo(
+                retry_delay=_details.duration_from_delay(retry_delay)
+            )
+        if field_violations is not None:
+            self.bad_request = _details.bad_request(field_violations)
+        if precondition_violations is not None:
+            self.precondition_failure = _details.precondition_failure(precondition_violations)
+        if quota_violations is not None:
+            self.quota_failure = _details.quota_failure(quota_violations)
+        if resource_info is not None:
+            self.resource_info = _details.resource_info(resource_info)
+        if help_links is not None:
+            self.help = _details.help_links(help_links)
+        if localized_message is not None:
+            self.localized_message = _details.localized(localized_message)
+        for extra in details:
+            self._attach(extra)
+        self._trailing_metadata: Metadata = tuple(
+            (str(k), v) for k, v in trailing_metadata
+        )
+
+    # -- construction helpers -------------------------------------------------
+
+    def _default_error_reason(self) -> str:
+        return self._code.name
+
+    def _attach(self, message: Message) -> None:
+        """Put a detail in its slot; unknown types (and repeats) go to extra_details."""
+        if not isinstance(message, Message):
+            raise TypeError(f"details must be protobuf messages, got {type(message).__name__}")
+        if isinstance(message, any_pb2.Any):
+            name = message.TypeName()
+            slot = _details.DETAIL_SLOTS.get(name)
+            if slot is not None and getattr(self, slot[0]) is None:
+                unpacked = slot[1]()
+                if message.Unpack(unpacked):
+                    setattr(self, slot[0], unpacked)
+                    return
+            self.extra_details.append(message)
+            return
+        slot = _details.DETAIL_SLOTS.get(message.DESCRIPTOR.full_name)
+        if slot is not None and getattr(self, slot[0]) is None:
+            setattr(self, slot[0], message)
+            return
+        self.extra_details.append(_details.pack(message))
+
+    @classmethod
+    def _decoded(
+        cls,
+        code: grpc.StatusCode,
+        message: str,
+        details: Iterable[any_pb2.Any],
+        trailing_metadata: Metadata,
+    ) -> StatusError:
+        """Build an instance from a received status without validating it."""
+        obj = cls.__new__(cls)
+        BaseException.__init__(obj, message)
+        obj.message = message
+        obj._code = code
+        obj._received = True
+        obj.extra_details = []
+        for packed in details:
+            obj._attach(packed)
+        obj._trailing_metadata = trailing_metadata
+        return obj
+
+    # -- the grpc.Call surface ------------------------------------------------
+
+    def code(self) -> grpc.StatusCode:
+        """The status code."""
+        return self._code
+
+    def details(self) -> str:
+        """The status message (``grpc-message``)."""
+        return self.message
+
+    def trailing_metadata(self) -> Metadata:
+        """Trailing metadata received with the status, or to send with it."""
+        return self._trailing_metadata
+
+    def initial_metadata(self) -> Metadata:
+        """Always empty: a status carries no initial metadata."""
+        return ()
+
+    def debug_error_string(self) -> str:
+        """A one-line description, like ``grpc.Call.debug_error_string``."""
+        return repr(self)
+
+    # -- rich details -----------------------------------------------------------
+
+    @property
+    def failure_detail(self) -> ProvisionFailureDetail | None:
+        """The ProvisionFailureDetail, when this failure is terminal."""
+        return self._failure_detail
+
+    @property
+    def retry_delay(self) -> float | None:
+        """The server's RetryInfo delay in seconds, if any."""
+        if self._retry_info is None or not self._retry_info.HasField("retry_delay"):
+            return None
+        return _details.delay_from_duration(self._retry_info.retry_delay)
+
+    @property
+    def request_id(self) -> str | None:
+        """The RequestInfo request id, if any."""
+        return self.request_info.request_id if self.request_info is not None else None
+
+    @property
+    def field_violations(self) -> list[tuple[str, str]]:
+        """BadRequest field violations as ``(field, description)`` pairs."""
+        if self.bad_request is None:
+            return []
+        return [(v.field, v.description) for v in self.bad_request.field_violations]
+
+    # -- printing and pickling --------------------------------------------------
+
+    def __str__(self) -> str:
+        return self.message or self._code.name
+
+    def __repr__(self) -> str:
+        parts = [f"code={self._code.name}"]
+        if self._failure_detail is not None:
+            parts.append(f"reason={reason_name(self._failure_detail.reason)}")
+        parts.append(f"message={self.message!r}")
+        if self.retry_delay is not None:
+            parts.append(f"retry_delay={self.retry_delay!r}")
+        if self.request_id:
+            parts.append(f"request_id={self.request_id!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+class Cancelled(StatusError):
+    """The call was cancelled (CANCELLED)."""
+
+    grpc_code = grpc.StatusCode.CANCELLED
+
+
+class Unknown(StatusError):
+    """An error with no better code (UNKNOWN)."""
+
+    grpc_code = grpc.StatusCode.UNKNOWN
+
+
+class InvalidArgument(StatusError):
+    """The request is invalid whatever the system state (INVALID_ARGUMENT)."""
+
+    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class DeadlineExceeded(StatusError):
+    """The deadline passed before the operation finished (DEADLINE_EXCEEDED)."""
+
+    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class NotFound(StatusError):
+    """A requested entity was not found (NOT_FOUND)."""
+
+    grpc_code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(StatusError):
+    """The entity to create already exists (ALREADY_EXISTS)."""
+
+    grpc_code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class PermissionDenied(StatusError):
+    """The caller may not do this (PERMISSION_DENIED)."""
+
+    grpc_code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ResourceExhausted(StatusError):
+    """A quota or resource ran out (RESOURCE_EXHAUSTED)."""
+
+    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(StatusError):
+    """The system is not in a state that allows this (FAILED_PRECONDITION)."""
+
+    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Aborted(StatusError):
+    """A concurrency conflict aborted the operation (ABORTED)."""
+
+    grpc_code = grpc.StatusCode.ABORTED
+
+
+class OutOfRange(StatusError):
+    """The operation went past the valid range (OUT_OF_RANGE)."""
+
+    grpc_code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class Unimplemented(StatusError):
+    """The operation is not implemented or supported (UNIMPLEMENTED)."""
+
+    grpc_code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Internal(StatusError):
+    """An invariant of the server broke (INTERNAL)."""
+
+    grpc_code = grpc.StatusCode.INTERNAL
+
+
+class Unavailable(StatusError):
+    """The service is unavailable for now; retrying may help (UNAVAILABLE)."""
+
+    grpc_code = grpc.StatusCode.UNAVAILABLE
+
+
+class DataLoss(StatusError):
+    """Unrecoverable data loss or corruption (DATA_LOSS)."""
+
+    grpc_code = grpc.StatusCode.DATA_LOSS
+
+
+class Unauthenticated(StatusError):
+    """The request has no valid credentials (UNAUTHENTICATED)."""
+
+    grpc_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class TerminalError(StatusError):
+    """A failure that retrying cannot fix; carries a ProvisionFailureDetail."""
+
+    _reason: ClassVar[Reason | None] = None
+
+    def __init__(
+        self,
+        detail: str = "",
+        *,
+        reason: int | None = None,
+        message: str | None = None,
+        **options: Any,
+    ) -> None:
+        fixed = type(self)._reason
+        if reason is None:
+            if fixed is None:
+                raise TypeError("TerminalError needs a reason (or use one of its subclasses)")
+            reason = fixed
+        elif fixed is not None and reason != fixed:
+            raise ValueError(f"{type(self).__name__} has reason {fixed.name}, not {reason!r}")
+        if isinstance(reason, bool) or not isinstance(reason, int) or not 0 <= reason < 2**31:
+            raise TypeError(f"reason must be a Reason or a non-negative int32, got {reason!r}")
+        if reason == Reason.UNSPECIFIED:
+            raise ValueError(
+                "REASON_UNSPECIFIED is not a terminal reason; "
+                "terminal_error() turns it into an INTERNAL error instead"
+            )
+        if not isinstance(detail, str):
+            raise TypeError(f"detail must be str, got {type(detail).__name__}")
+        self._failure_detail = ProvisionFailureDetail(reason=int(reason), detail=detail)  # type: ignore[arg-type]
+        super().__init__(detail if message is None else message, **options)
+        self._code = code_for_reason(reason)
+
+    def _default_error_reason(self) -> str:
+        assert self._failure_detail is not None
+        return reason_name(self._failure_detail.reason)
+
+    @property
+    def reason(self) -> Reason | int:
+        """The reason: a :class:`Reason`, or the raw number when it is unknown."""
+        return coerce_reason(self._failure_detail.reason if self._failure_detail else 0)
+
+    @property
+    def detail(self) -> str:
+        """The admin-facing detail of the ProvisionFailureDetail."""
+        return self._failure_detail.detail if self._failure_detail else ""
+
+
+class UserNotProvisionable(TerminalError, FailedPrecondition):
+    """The target user cannot be provisioned in its current state."""
+
+    _reason = Reason.USER_NOT_PROVISIONABLE
+
+
+class TargetManagedExternally(TerminalError, FailedPrecondition):
+    """The target is governed by something outside this service's control."""
+
+    _reason = Reason.TARGET_MANAGED_EXTERNALLY
+
+
+class LicenseExhausted(TerminalError, FailedPrecondition):
+    """A capacity limit such as license seats was reached."""
+
+    _reason = Reason.LICENSE_EXHAUSTED
+
+
+class ValidationFailure(TerminalError, FailedPrecondition):
+    """The upstream rejected the request as invalid for this target."""
+
+    _reason = Reason.VALIDATION_FAILURE
+
+
+class OperationNotPermitted(TerminalError, PermissionDenied):
+    """Policy forbids the operation."""
+
+    _reason = Reason.OPERATION_NOT_PERMITTED
+
+
+_CLASS_FOR_CODE: dict[grpc.StatusCode, type[StatusError]] = {
+    cls.grpc_code: cls
+    for cls in (
+        Cancelled, Unknown, InvalidArgument, DeadlineExceeded, NotFound, AlreadyExists,
+        PermissionDenied, ResourceExhausted, FailedPrecondition, Aborted, OutOfRange,
+        Unimplemented, Internal, Unavailable, DataLoss, Unauthenticated,
+    )
+}
+
+_CLASS_FOR_REASON: dict[Reason, type[TerminalError]] = {
+    cls._reason: cls
+    for cls in (
+        UserNotProvisionable, TargetManagedExternally, LicenseExhausted,
+        ValidationFailure, OperationNotPermitted,
+    )
+    if cls._reason is not None
+}
+
+
+def class_for(code: grpc.StatusCode, reason: int | None = None) -> type[StatusError]:
+    """The most specific class for ``code`` (and a ProvisionFailureDetail ``reason``).
+
+    A reason whose class disagrees with ``code`` (a peer that lies) and an
+    unknown reason give plain :class:`TerminalError`; an OK code gives
+    :class:`Unknown`, since a failed call cannot honestly be OK.
+    """
+    if reason is not None:
+        known = coerce_reason(reason)
+        if isinstance(known, Reason) and known in _CLASS_FOR_REASON:
+            cls = _CLASS_FOR_REASON[known]
+            if cls.grpc_code == code:
+                return cls
+        return TerminalError
+    return _CLASS_FOR_CODE.get(code, Unknown)
+
+
+def terminal_error(reason: int, fmt: str, *args: object, **options: Any) -> StatusError:
+    """Build the terminal error for ``reason``, like Go's ``NewTerminalError``.
+
+    ``fmt`` is %-formatted only when ``args`` are given, so a literal upstream
+    message such as ``"50% of seats"`` survives unchanged. ``REASON_UNSPECIFIED``
+    is a programming error: it gives an :class:`Internal` error with no
+    ProvisionFailureDetail (logged), never an exception of its own.
+    """
+    message = fmt
+    if args:
+        try:
+            message = fmt % args
+        except (TypeError, ValueError, KeyError) as exc:
+            _log.warning("terminal_error: cannot format %r with %d args: %s", fmt, len(args), exc)
+            message = " ".join([fmt, *map(str, args)])
+    if reason == Reason.UNSPECIFIED:
+        _log.error("terminal_error called with REASON_UNSPECIFIED: sending INTERNAL instead")
+        return Internal(message, **options)
+    known = coerce_reason(reason)
+    if isinstance(known, Reason):
+        return _CLASS_FOR_REASON[known](message, **options)
+    return TerminalError(message, reason=known, **options)

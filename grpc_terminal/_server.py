@@ -1,0 +1,257 @@
+"""Server interceptors: the sync and aio edges around one Translator.
+
+Both interceptors wrap every RPC kind. What differs is only how a status is
+sent: the sync edge (``grpc.server``, and sync handlers registered on an aio
+server) calls ``context.abort`` which raises, the aio edge awaits it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from grpc_terminal._codec import DEFAULT_DOMAIN, TRAILER_BUDGET, Encoded
+from grpc_terminal._translate import ErrorEvent, ErrorMapping, Translator
+
+__all__ = ["AsyncServerInterceptor", "ServerInterceptor"]
+
+_OK = grpc.StatusCode.OK
+
+
+class _Recorder:
+    """Remembers the status a sync handler set on an aio server's context.
+
+    grpcio's ``_SyncServicerContext`` has setters but no getters; without
+    them an earlier ``set_code`` or trailing metadata could not be kept.
+    """
+
+    def __init__(self, context: Any) -> None:
+        self._context = context
+        self._code: grpc.StatusCode | None = None
+        self._details: str | None = None
+        self._trailers: Any = ()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    def set_code(self, code: grpc.StatusCode) -> None:
+        self._code = code
+        self._context.set_code(code)
+
+    def set_details(self, details: str) -> None:
+        self._details = details
+        self._context.set_details(details)
+
+    def set_trailing_metadata(self, trailing_metadata: Any) -> None:
+        self._trailers = tuple(trailing_metadata)
+        self._context.set_trailing_metadata(trailing_metadata)
+
+    def code(self) -> grpc.StatusCode | None:
+        return self._code
+
+    def details(self) -> str | None:
+        return self._details
+
+    def trailing_metadata(self) -> Any:
+        return self._trailers
+
+
+def _text(details: object) -> str:
+    if isinstance(details, bytes):
+        return details.decode("utf-8", "replace")
+    return details if isinstance(details, str) else ""
+
+
+def _set_code(context: Any) -> grpc.StatusCode | None:
+    code = context.code()
+    return code if isinstance(code, grpc.StatusCode) and code is not _OK else None
+
+
+class _Core:
+    """What both interceptors share: the translator and the per-kind wrapping."""
+
+    def __init__(self, errors: ErrorMapping | None, **options: Any) -> None:
+        self.translator = Translator(errors, **options)
+
+    # -- the sync edge ----------------------------------------------------------
+
+    def fail_sync(self, exc: Exception, context: Any, method: str) -> None:
+        """Send the status for ``exc`` from a sync handler; always raises."""
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc  # aio server, sync handler: the abort already set the status
+        kept = _set_code(context)
+        if kept is not None:
+            if type(exc) is Exception and not exc.args:
+                raise exc  # grpc.server: context.abort() raises a bare Exception()
+            self.translator.kept_status(exc, method, kept)
+            context.abort(kept, _text(context.details()) or kept.name)
+        encoded = self.translator.translate(exc, method, context.trailing_metadata() or ())
+        context.set_trailing_metadata(encoded.trailing_metadata)
+        context.abort(encoded.code, encoded.message)
+        raise exc  # not reached: abort raises
+
+    def sync_unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        def handler(request: Any, context: Any) -> Any:
+            if not hasattr(context, "trailing_metadata"):
+                context = _Recorder(context)
+            try:
+                return behavior(request, context)
+            except Exception as exc:
+                self.fail_sync(exc, context, method)
+
+        return handler
+
+    def sync_stream(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
+        def handler(request: Any, context: Any) -> Iterator[Any]:
+            if not hasattr(context, "trailing_metadata"):
+                context = _Recorder(context)
+            try:
+                yield from behavior(request, context)
+            except Exception as exc:
+                self.fail_sync(exc, context, method)
+
+        return handler
+
+    # -- the aio edge -------------------------------------------------------------
+
+    async def fail_aio(self, exc: Exception, context: Any, method: str) -> None:
+        """Send the status for ``exc`` from an async handler; always raises."""
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc
+        kept = _set_code(context)
+        encoded: Encoded | None = None
+        if kept is not None:
+            self.translator.kept_status(exc, method, kept)
+            code, message, trailers = kept, _text(context.details()) or kept.name, None
+        else:
+            encoded = self.translator.translate(exc, method, context.trailing_metadata() or ())
+            code, message, trailers = encoded.code, encoded.message, encoded.trailing_metadata
+        try:
+            if trailers is None:
+                await context.abort(code, message)
+            else:
+                await context.abort(code, message, trailers)
+        except grpc.aio.UsageError:
+            raise exc from None  # aborted before: that first status stands
+        raise exc  # not reached: abort raises AbortError
+
+    def aio_unary(self, behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Any]:
+        async def handler(request: Any, context: Any) -> Any:
+            try:
+                return await behavior(request, context)
+            except Exception as exc:
+                await self.fail_aio(exc, context, method)
+
+        return handler
+
+    def aio_agen(self, behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., Any]:
+        async def handler(request: Any, context: Any) -> AsyncIterator[Any]:
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except Exception as exc:
+                await self.fail_aio(exc, context, method)
+
+        return handler
+
+    # -- wrapping a method handler ------------------------------------------------
+
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str, aio: bool) -> grpc.RpcMethodHandler:
+        """``handler`` with every behaviour wrapped for its kind and style."""
+        codec = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(handler.unary_unary, method, aio), **codec
+            )
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                self._unary(handler.stream_unary, method, aio), **codec
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(handler.unary_stream, method, aio), **codec
+            )
+        if handler.stream_stream is not None:
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream(handler.stream_stream, method, aio), **codec
+            )
+        return handler
+
+    def _unary(self, behavior: Callable[..., Any], method: str, aio: bool) -> Callable[..., Any]:
+        if aio and inspect.iscoroutinefunction(behavior):
+            return self.aio_unary(behavior, method)
+        return self.sync_unary(behavior, method)
+
+    def _stream(self, behavior: Callable[..., Any], method: str, aio: bool) -> Callable[..., Any]:
+        if aio and inspect.isasyncgenfunction(behavior):
+            return self.aio_agen(behavior, method)
+        if aio and inspect.iscoroutinefunction(behavior):
+            return self.aio_unary(behavior, method)  # context.write() style
+        return self.sync_stream(behavior, method)
+
+
+class _Configured:
+    """Sync/aio interceptor options.
+
+    ``errors`` maps your own exception classes to error classes (or to
+    functions returning a StatusError); the most specific class wins. It is
+    checked here, at construction. ``domain`` is the ErrorInfo domain.
+    ``debug=True`` sends tracebacks of unexpected errors as DebugInfo (never
+    in production; it is logged loudly). ``mask_permission_denied=True``
+    sends PERMISSION_DENIED as a bare NOT_FOUND. ``budget`` caps the bytes of
+    trailers sent (see ``TRAILER_BUDGET``). ``on_error`` is called with an
+    :class:`ErrorEvent` for every failure translated; ``logger`` replaces the
+    ``grpc_terminal.server`` logger.
+    """
+
+    def __init__(
+        self,
+        errors: ErrorMapping | None = None,
+        *,
+        domain: str = DEFAULT_DOMAIN,
+        debug: bool = False,
+        mask_permission_denied: bool = False,
+        budget: int = TRAILER_BUDGET,
+        on_error: Callable[[ErrorEvent], None] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._core = _Core(
+            errors, domain=domain, debug=debug, mask_permission_denied=mask_permission_denied,
+            budget=budget, on_error=on_error, logger=logger,
+        )
+
+
+class ServerInterceptor(_Configured, grpc.ServerInterceptor):  # type: ignore[misc]
+    """Sync server interceptor: raised exceptions become rich statuses (options: see _Configured)."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        return self._core.wrap(handler, handler_call_details.method, aio=False)
+
+
+class AsyncServerInterceptor(_Configured, grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """grpc.aio server interceptor: raised exceptions become rich statuses (options: see _Configured)."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return self._core.wrap(handler, handler_call_details.method, aio=True)
