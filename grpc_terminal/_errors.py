@@ -227,7 +227,7 @@ class StatusError(grpc.RpcError):
         """The status message (``grpc-message``)."""
         return self.message
 
-    def trailing_metadata(self) -> Metadata:
+    def trailing_metadata(self) -> Metadata:  # type: ignore[override]
         """Trailing metadata received with the status, or to send with it."""
         return self._trailing_metadata
 

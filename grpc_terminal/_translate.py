@@ -121,9 +121,7 @@ class Translator:
             factory = self._errors.get(klass)
             if factory is None:
                 continue
-            if isinstance(factory, type):
-                return factory(_safe_str(exc))
-            result = factory(exc)
+            result: object = factory(_safe_str(exc)) if isinstance(factory, type) else factory(exc)
             if not isinstance(result, StatusError):
                 raise TypeError(
                     f"error mapping for {klass.__name__} returned {type(result).__name__}, "
@@ -152,6 +150,7 @@ class Translator:
 
     def resolve(self, exc: BaseException, method: str) -> tuple[StatusError, bool]:
         """The error to send for ``exc`` and whether it was expected."""
+        err: StatusError | None
         try:
             if isinstance(exc, StatusError):
                 err, expected = exc, True
