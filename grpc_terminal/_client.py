@@ -33,7 +33,7 @@ class _Typed:
         return self._typed
 
 
-class _SyncCall(_Typed, grpc.Call, grpc.Future):  # type: ignore[misc]
+class _SyncCall(_Typed, grpc.Call, grpc.Future[Any]):
     """A sync call, future or response stream whose failures are typed."""
 
     # grpc.Future
@@ -43,9 +43,12 @@ class _SyncCall(_Typed, grpc.Call, grpc.Future):  # type: ignore[misc]
         except grpc.RpcError as err:
             raise self._convert(err) from err
 
-    def exception(self, timeout: float | None = None) -> BaseException | None:
+    def exception(self, timeout: float | None = None) -> Exception | None:
         err = self._inner.exception(timeout)
-        return None if err is None else self._convert(err)
+        if err is None:
+            return None
+        converted = self._convert(err)
+        return converted if isinstance(converted, Exception) else err
 
     def traceback(self, timeout: float | None = None) -> Any:
         return self._inner.traceback(timeout)
@@ -81,7 +84,7 @@ class _SyncCall(_Typed, grpc.Call, grpc.Future):  # type: ignore[misc]
     def is_active(self) -> bool:
         return bool(self._inner.is_active())
 
-    def time_remaining(self) -> float | None:
+    def time_remaining(self) -> float:
         return self._inner.time_remaining()  # type: ignore[no-any-return]
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
@@ -99,10 +102,10 @@ class _SyncCall(_Typed, grpc.Call, grpc.Future):  # type: ignore[misc]
 
 
 class _SyncInterceptor(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
+    grpc.UnaryUnaryClientInterceptor[Any, Any],
+    grpc.UnaryStreamClientInterceptor[Any, Any],
+    grpc.StreamUnaryClientInterceptor[Any, Any],
+    grpc.StreamStreamClientInterceptor[Any, Any],
 ):
     """Wraps every sync call kind in :class:`_SyncCall`."""
 
@@ -202,42 +205,42 @@ class _AioCall(_Typed):
             raise self._convert(err) from err
 
 
-class _AioUnaryUnaryCall(_AioCall, grpc.aio.UnaryUnaryCall):  # type: ignore[misc]
+class _AioUnaryUnaryCall(_AioCall, grpc.aio.UnaryUnaryCall[Any, Any]):
     def __await__(self) -> Generator[Any, None, Any]:
         return self._await()
 
 
-class _AioUnaryStreamCall(_AioCall, grpc.aio.UnaryStreamCall):  # type: ignore[misc]
+class _AioUnaryStreamCall(_AioCall, grpc.aio.UnaryStreamCall[Any, Any]):
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._iterate()
 
 
-class _AioStreamUnaryCall(_AioCall, grpc.aio.StreamUnaryCall):  # type: ignore[misc]
+class _AioStreamUnaryCall(_AioCall, grpc.aio.StreamUnaryCall[Any, Any]):
     def __await__(self) -> Generator[Any, None, Any]:
         return self._await()
 
 
-class _AioStreamStreamCall(_AioCall, grpc.aio.StreamStreamCall):  # type: ignore[misc]
+class _AioStreamStreamCall(_AioCall, grpc.aio.StreamStreamCall[Any, Any]):
     def __aiter__(self) -> AsyncIterator[Any]:
         return self._iterate()
 
 
-class _AioUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+class _AioUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor[Any, Any]):
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return _AioUnaryUnaryCall(await continuation(details, request))
 
 
-class _AioUnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+class _AioUnaryStream(grpc.aio.UnaryStreamClientInterceptor[Any, Any]):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return _AioUnaryStreamCall(await continuation(details, request))
 
 
-class _AioStreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
+class _AioStreamUnary(grpc.aio.StreamUnaryClientInterceptor[Any, Any]):
     async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
         return _AioStreamUnaryCall(await continuation(details, requests))
 
 
-class _AioStreamStream(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+class _AioStreamStream(grpc.aio.StreamStreamClientInterceptor[Any, Any]):
     async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return _AioStreamStreamCall(await continuation(details, requests))
 
@@ -254,5 +257,6 @@ def aio_interceptors(*, retry: Any = None) -> list[grpc.aio.ClientInterceptor]:
         from grpc_terminal._retry import aio_retry_interceptors
 
         interceptors.extend(aio_retry_interceptors(retry))
-    interceptors.extend([_AioUnaryUnary(), _AioUnaryStream(), _AioStreamUnary(), _AioStreamStream()])
+    typed: list[Any] = [_AioUnaryUnary(), _AioUnaryStream(), _AioStreamUnary(), _AioStreamStream()]
+    interceptors.extend(typed)
     return interceptors

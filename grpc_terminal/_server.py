@@ -161,7 +161,7 @@ class _Core:
 
     # -- wrapping a method handler ------------------------------------------------
 
-    def wrap(self, handler: grpc.RpcMethodHandler, method: str, aio: bool) -> grpc.RpcMethodHandler:
+    def wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method: str, aio: bool) -> grpc.RpcMethodHandler[Any, Any]:
         """``handler`` with every behaviour wrapped for its kind and style."""
         codec = {
             "request_deserializer": handler.request_deserializer,
@@ -229,28 +229,28 @@ class _Configured:
         )
 
 
-class ServerInterceptor(_Configured, grpc.ServerInterceptor):  # type: ignore[misc]
+class ServerInterceptor(_Configured, grpc.ServerInterceptor[Any, Any]):
     """Sync server interceptor: raised exceptions become rich statuses (options: see _Configured)."""
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         if handler is None:
             return None
         return self._core.wrap(handler, handler_call_details.method, aio=False)
 
 
-class AsyncServerInterceptor(_Configured, grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class AsyncServerInterceptor(_Configured, grpc.aio.ServerInterceptor[Any, Any]):
     """grpc.aio server interceptor: raised exceptions become rich statuses (options: see _Configured)."""
 
-    async def intercept_service(
+    async def intercept_service(  # type: ignore[override]
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None

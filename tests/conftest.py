@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from harness import LoopThread, Pair  # noqa: E402
+from harness import LoopThread, Pair
 
 COMBOS = [("sync", "sync"), ("aio", "aio"), ("sync", "aio"), ("aio", "sync")]
 
