@@ -7,7 +7,7 @@ Every typed error is still a ``grpc.RpcError`` and has the original
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -16,6 +16,24 @@ from grpc_terminal._codec import from_rpc_error
 from grpc_terminal._errors import StatusError
 
 __all__ = ["aio_interceptors", "intercept_channel"]
+
+# grpc's classes are generic only in their type stubs.
+if TYPE_CHECKING:
+    _Future = grpc.Future[Any]
+    _UU = grpc.UnaryUnaryClientInterceptor[Any, Any]
+    _US = grpc.UnaryStreamClientInterceptor[Any, Any]
+    _SU = grpc.StreamUnaryClientInterceptor[Any, Any]
+    _SS = grpc.StreamStreamClientInterceptor[Any, Any]
+    _AioUU = grpc.aio.UnaryUnaryClientInterceptor[Any, Any]
+    _AioUS = grpc.aio.UnaryStreamClientInterceptor[Any, Any]
+    _AioSU = grpc.aio.StreamUnaryClientInterceptor[Any, Any]
+    _AioSS = grpc.aio.StreamStreamClientInterceptor[Any, Any]
+else:
+    _Future = grpc.Future
+    _UU, _US = grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor
+    _SU, _SS = grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor
+    _AioUU, _AioUS = grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor
+    _AioSU, _AioSS = grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor
 
 
 class _Typed:
@@ -33,7 +51,7 @@ class _Typed:
         return self._typed
 
 
-class _SyncCall(_Typed, grpc.Call, grpc.Future[Any]):
+class _SyncCall(_Typed, grpc.Call, _Future):
     """A sync call, future or response stream whose failures are typed."""
 
     # grpc.Future
@@ -102,10 +120,10 @@ class _SyncCall(_Typed, grpc.Call, grpc.Future[Any]):
 
 
 class _SyncInterceptor(
-    grpc.UnaryUnaryClientInterceptor[Any, Any],
-    grpc.UnaryStreamClientInterceptor[Any, Any],
-    grpc.StreamUnaryClientInterceptor[Any, Any],
-    grpc.StreamStreamClientInterceptor[Any, Any],
+    _UU,
+    _US,
+    _SU,
+    _SS,
 ):
     """Wraps every sync call kind in :class:`_SyncCall`."""
 
@@ -225,22 +243,22 @@ class _AioStreamStreamCall(_AioCall, grpc.aio.StreamStreamCall[Any, Any]):
         return self._iterate()
 
 
-class _AioUnaryUnary(grpc.aio.UnaryUnaryClientInterceptor[Any, Any]):
+class _AioUnaryUnary(_AioUU):
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         return _AioUnaryUnaryCall(await continuation(details, request))
 
 
-class _AioUnaryStream(grpc.aio.UnaryStreamClientInterceptor[Any, Any]):
+class _AioUnaryStream(_AioUS):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return _AioUnaryStreamCall(await continuation(details, request))
 
 
-class _AioStreamUnary(grpc.aio.StreamUnaryClientInterceptor[Any, Any]):
+class _AioStreamUnary(_AioSU):
     async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
         return _AioStreamUnaryCall(await continuation(details, requests))
 
 
-class _AioStreamStream(grpc.aio.StreamStreamClientInterceptor[Any, Any]):
+class _AioStreamStream(_AioSS):
     async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return _AioStreamStreamCall(await continuation(details, requests))
 

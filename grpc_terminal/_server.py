@@ -7,10 +7,11 @@ server) calls ``context.abort`` which raises, the aio edge awaits it.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -21,6 +22,13 @@ from grpc_terminal._translate import ErrorEvent, ErrorMapping, Translator
 __all__ = ["AsyncServerInterceptor", "ServerInterceptor"]
 
 _OK = grpc.StatusCode.OK
+
+# grpc's classes are generic only in their type stubs.
+if TYPE_CHECKING:
+    _SyncBase = grpc.ServerInterceptor[Any, Any]
+    _AioBase = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _SyncBase, _AioBase = grpc.ServerInterceptor, grpc.aio.ServerInterceptor
 
 
 class _Recorder:
@@ -59,6 +67,23 @@ class _Recorder:
 
     def trailing_metadata(self) -> Any:
         return self._trailers
+
+
+def _sync_context_factory() -> Any:
+    """grpcio's own sync-handler context class for aio servers, if it has one."""
+    from grpc._cython import cygrpc
+
+    return getattr(cygrpc, "_SyncServicerContext", None)
+
+
+def _blocking_iter(requests: AsyncIterator[Any], loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
+    """An aio request stream read from a worker thread, for a sync handler."""
+    iterator = requests.__aiter__()
+    while True:
+        try:
+            yield asyncio.run_coroutine_threadsafe(iterator.__anext__(), loop).result()
+        except StopAsyncIteration:
+            return
 
 
 def _text(details: object) -> str:
@@ -159,6 +184,33 @@ class _Core:
 
         return handler
 
+    def aio_sync_stream(
+        self, behavior: Callable[..., Iterator[Any]], method: str, request_streaming: bool
+    ) -> Callable[..., Any]:
+        """A sync response generator on an aio server, driven from the loop.
+
+        grpcio runs such generators in a thread that runs ahead of the
+        writes; aborting from that thread while a message is still being
+        written fails with GRPC_CALL_ERROR_TOO_MANY_OPERATIONS. Pulling one
+        item at a time from the loop's executor keeps writes and the final
+        status in order; the handler still gets grpcio's sync context.
+        """
+        sync_context = _sync_context_factory()
+
+        async def handler(request: Any, context: Any) -> AsyncIterator[Any]:
+            loop = asyncio.get_running_loop()
+            end = object()
+            try:
+                if request_streaming:
+                    request = _blocking_iter(request, loop)
+                responses = behavior(request, _Recorder(sync_context(context)))
+                while (item := await loop.run_in_executor(None, next, responses, end)) is not end:
+                    yield item
+            except Exception as exc:
+                await self.fail_aio(exc, context, method)
+
+        return handler
+
     # -- wrapping a method handler ------------------------------------------------
 
     def wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method: str, aio: bool) -> grpc.RpcMethodHandler[Any, Any]:
@@ -177,11 +229,11 @@ class _Core:
             )
         if handler.unary_stream is not None:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, method, aio), **codec
+                self._stream(handler.unary_stream, method, aio, False), **codec
             )
         if handler.stream_stream is not None:
             return grpc.stream_stream_rpc_method_handler(
-                self._stream(handler.stream_stream, method, aio), **codec
+                self._stream(handler.stream_stream, method, aio, True), **codec
             )
         return handler
 
@@ -190,11 +242,15 @@ class _Core:
             return self.aio_unary(behavior, method)
         return self.sync_unary(behavior, method)
 
-    def _stream(self, behavior: Callable[..., Any], method: str, aio: bool) -> Callable[..., Any]:
+    def _stream(
+        self, behavior: Callable[..., Any], method: str, aio: bool, request_streaming: bool
+    ) -> Callable[..., Any]:
         if aio and inspect.isasyncgenfunction(behavior):
             return self.aio_agen(behavior, method)
         if aio and inspect.iscoroutinefunction(behavior):
             return self.aio_unary(behavior, method)  # context.write() style
+        if aio and _sync_context_factory() is not None:
+            return self.aio_sync_stream(behavior, method, request_streaming)
         return self.sync_stream(behavior, method)
 
 
@@ -229,7 +285,7 @@ class _Configured:
         )
 
 
-class ServerInterceptor(_Configured, grpc.ServerInterceptor[Any, Any]):
+class ServerInterceptor(_Configured, _SyncBase):
     """Sync server interceptor: raised exceptions become rich statuses (options: see _Configured)."""
 
     def intercept_service(
@@ -243,7 +299,7 @@ class ServerInterceptor(_Configured, grpc.ServerInterceptor[Any, Any]):
         return self._core.wrap(handler, handler_call_details.method, aio=False)
 
 
-class AsyncServerInterceptor(_Configured, grpc.aio.ServerInterceptor[Any, Any]):
+class AsyncServerInterceptor(_Configured, _AioBase):
     """grpc.aio server interceptor: raised exceptions become rich statuses (options: see _Configured)."""
 
     async def intercept_service(  # type: ignore[override]

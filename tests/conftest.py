@@ -10,7 +10,15 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 from harness import LoopThread, Pair
 
-COMBOS = [("sync", "sync"), ("aio", "aio"), ("sync", "aio"), ("aio", "sync")]
+# (server, client): "aio-sync-handlers" is an aio server whose handlers are plain functions.
+COMBOS = [
+    ("sync", "sync"),
+    ("aio", "aio"),
+    ("sync", "aio"),
+    ("aio", "sync"),
+    ("aio-sync-handlers", "aio"),
+    ("aio-sync-handlers", "sync"),
+]
 
 
 @pytest.fixture(scope="session")
