@@ -213,7 +213,9 @@ class _Core:
 
     # -- wrapping a method handler ------------------------------------------------
 
-    def wrap(self, handler: grpc.RpcMethodHandler[Any, Any], method: str, aio: bool) -> grpc.RpcMethodHandler[Any, Any]:
+    def wrap(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str, aio: bool
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         """``handler`` with every behaviour wrapped for its kind and style."""
         codec = {
             "request_deserializer": handler.request_deserializer,

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import grpc
 import pytest
-from google.protobuf import any_pb2, wrappers_pb2
+from google.protobuf import wrappers_pb2
 from google.rpc import error_details_pb2 as ed
 
 import grpc_terminal as gt
+
 from harness import KINDS, Outcome, Pair, Scenario
 
 CODE_CLASSES: list[type[gt.StatusError]] = [
@@ -123,7 +124,9 @@ def test_every_standard_detail_round_trips(pair: Pair, kind: str) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_go_style_message_decodes(pair: Pair, kind: str) -> None:
     """A status message that wraps the detail, as grpc-go's %w wrapping gives."""
-    raised = gt.UserNotProvisionable("user 'jdoe' is SUSPENDED", message="grant failed: user 'jdoe' is SUSPENDED")
+    raised = gt.UserNotProvisionable(
+        "user 'jdoe' is SUSPENDED", message="grant failed: user 'jdoe' is SUSPENDED"
+    )
     err = _error(pair.run(kind, Scenario(raise_=raised)))
     assert type(err) is gt.UserNotProvisionable
     assert err.details() == "grant failed: user 'jdoe' is SUSPENDED"
@@ -133,7 +136,8 @@ def test_go_style_message_decodes(pair: Pair, kind: str) -> None:
 @pytest.mark.parametrize("kind", KINDS)
 def test_handler_trailers_survive(pair: Pair, kind: str) -> None:
     raised = gt.Unavailable("later", retry_delay=0.2, trailing_metadata=[("x-from-error", "2")])
-    out = pair.run(kind, Scenario(trailers=(("x-from-handler", "1"), ("x-blob-bin", b"\x00\x01")), raise_=raised))
+    trailers = (("x-from-handler", "1"), ("x-blob-bin", b"\x00\x01"))
+    out = pair.run(kind, Scenario(trailers=trailers, raise_=raised))
     err = _error(out)
     md = dict(err.trailing_metadata())
     assert md["x-from-handler"] == "1"
