@@ -161,6 +161,11 @@ def intercept_channel(channel: grpc.Channel, *, retry: Any = None) -> grpc.Chann
 class _AioCall(_Typed):
     """Delegation shared by the four aio call wrappers."""
 
+    def __getattr__(self, name: str) -> Any:
+        # grpc.aio's intercepted calls read private state of the call they get
+        # back (e.g. ``_done_writing_flag``); let them see the real call's.
+        return getattr(self._inner, name)
+
     def cancel(self) -> bool:
         return bool(self._inner.cancel())
 
