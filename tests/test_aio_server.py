@@ -89,7 +89,8 @@ OUTCOMES: list[tuple[Callable[[], Scenario], type[BaseException] | None]] = [
 def test_hundreds_of_concurrent_calls_each_get_their_own_class(
     server_kind: str, loop_thread: LoopThread
 ) -> None:
-    pair = Pair(server_kind, "aio", loop_thread, server_options={"workers": 32} if server_kind == "sync" else {})
+    options = {"workers": 32} if server_kind == "sync" else {}
+    pair = Pair(server_kind, "aio", loop_thread, server_options=options)
     rng = random.Random(7)
     plan = [(rng.choice(KINDS), rng.randrange(len(OUTCOMES))) for _ in range(400)]
     keys = [register(OUTCOMES[i][0]()) for _, i in plan]
