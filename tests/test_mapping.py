@@ -1,0 +1,91 @@
+"""Domain exceptions mapped once, at the interceptor."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import grpc_terminal as gt
+
+from harness import KINDS, LoopThread, Pair, Scenario
+
+
+class UpstreamError(Exception):
+    """A connector's own exception."""
+
+
+class OktaSuspended(UpstreamError):
+    """Okta E0000038."""
+
+
+class OktaRuleManaged(UpstreamError):
+    """Okta E0000001 on group membership."""
+
+
+def _rule_managed(exc: BaseException) -> gt.StatusError:
+    return gt.terminal_error(gt.Reason.TARGET_MANAGED_EXTERNALLY, "group rule: %s", exc)
+
+
+MAPPING = {
+    LookupError: gt.InvalidArgument,
+    KeyError: gt.NotFound,
+    OktaSuspended: gt.UserNotProvisionable,
+    OktaRuleManaged: _rule_managed,
+    UpstreamError: gt.Unavailable,
+}
+
+
+@pytest.fixture(scope="module", params=["sync", "aio"])
+def mapped(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Iterator[Pair]:
+    p = Pair(request.param, "sync", loop_thread, server_options={"errors": MAPPING, "domain": "okta.example"})
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_most_specific_class_wins(mapped: Pair, kind: str) -> None:
+    cases: list[tuple[BaseException, type[gt.StatusError]]] = [
+        (KeyError("user 7"), gt.NotFound),
+        (IndexError("row 3"), gt.InvalidArgument),
+        (OktaSuspended("E0000038: jdoe is SUSPENDED"), gt.UserNotProvisionable),
+        (OktaRuleManaged("E0000001"), gt.TargetManagedExternally),
+        (UpstreamError("503"), gt.Unavailable),
+        (ValueError("SECRET"), gt.Unknown),
+    ]
+    for raised, expected in cases:
+        err = mapped.run(kind, Scenario(raise_=raised)).error
+        assert type(err) is expected, (raised, err)
+        assert err.error_info is not None
+        assert err.error_info.domain == "okta.example"
+    suspended = mapped.run(kind, Scenario(raise_=OktaSuspended("E0000038: jdoe is SUSPENDED"))).error
+    assert isinstance(suspended, gt.UserNotProvisionable)
+    assert suspended.detail == "E0000038: jdoe is SUSPENDED"
+    managed = mapped.run(kind, Scenario(raise_=OktaRuleManaged("E0000001"))).error
+    assert isinstance(managed, gt.TargetManagedExternally)
+    assert managed.detail == "group rule: E0000001"
+
+
+@pytest.mark.parametrize(
+    ("errors", "match"),
+    [
+        ({"KeyError": gt.NotFound}, "not an exception class"),
+        ({KeyError: ValueError}, "not a grpc_terminal.StatusError"),
+        ({KeyError: gt.TerminalError}, "needs a reason"),
+        ({KeyError: "NotFound"}, "StatusError class or a callable"),
+        ([(KeyError, gt.NotFound)], "must be a mapping"),
+    ],
+)
+def test_wrong_mapping_is_rejected_at_construction(errors: object, match: str) -> None:
+    for interceptor in (gt.ServerInterceptor, gt.AsyncServerInterceptor):
+        with pytest.raises(TypeError, match=match):
+            interceptor(errors=errors)  # type: ignore[arg-type]
+
+
+def test_wrong_options_are_rejected() -> None:
+    with pytest.raises(ValueError, match="domain"):
+        gt.ServerInterceptor(domain="")
+    with pytest.raises(ValueError, match="budget"):
+        gt.ServerInterceptor(budget=10)
+    with pytest.raises(TypeError, match="on_error"):
+        gt.ServerInterceptor(on_error="print")  # type: ignore[arg-type]
