@@ -57,8 +57,8 @@ soak: $(STAMP)
 # The declared dependency floors, in an environment of their own.
 test-floor: $(GEN_STAMP)
 	$(PYTHON) -m venv .venv-floor
-	.venv-floor/bin/pip install -q 'grpcio==1.62.3' 'grpcio-status==1.62.3' 'protobuf==4.25.3' \
-	  'googleapis-common-protos==1.62.0' 'pytest>=8' 'pytest-timeout' 'pytest-asyncio' 'hypothesis'
+	.venv-floor/bin/pip install -q 'grpcio==1.60.0' 'grpcio-status==1.60.0' 'protobuf==4.21.6' \
+	  'googleapis-common-protos==1.56.4' 'pytest>=8' 'pytest-timeout' 'pytest-asyncio' 'hypothesis'
 	.venv-floor/bin/pip install -q --no-deps -e .
 	.venv-floor/bin/pytest -p no:cacheprovider -m 'not slow' --ignore=tests/interop \
 	  --ignore=tests/extras tests
