@@ -26,7 +26,7 @@ $(GEN_STAMP):
 	touch $@
 
 test: lint
-	$(BIN)/pytest --ignore=tests/interop
+	$(BIN)/pytest --ignore=tests/interop -m "not slow"
 
 lint: $(STAMP) $(GEN_STAMP)
 	$(BIN)/ruff check grpc_terminal tests examples benchmarks
