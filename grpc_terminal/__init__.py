@@ -51,6 +51,7 @@ from grpc_terminal._errors import (
     terminal_error,
 )
 from grpc_terminal._reason import ProvisionFailureDetail, Reason, code_for_reason
+from grpc_terminal._retry import RetryBudget, RetryHistory, RetryPolicy, StopReason, service_config
 from grpc_terminal._server import AsyncServerInterceptor, ServerInterceptor
 from grpc_terminal._status import to_status
 from grpc_terminal._translate import ErrorEvent
@@ -78,10 +79,14 @@ __all__ = [
     "RETRYABLE_CODES",
     "Reason",
     "ResourceExhausted",
+    "RetryBudget",
+    "RetryHistory",
+    "RetryPolicy",
     "SHRINK_ORDER",
     "STATUS_DETAILS_KEY",
     "ServerInterceptor",
     "StatusError",
+    "StopReason",
     "TRAILER_BUDGET",
     "TargetManagedExternally",
     "TerminalError",
@@ -102,6 +107,7 @@ __all__ = [
     "is_retryable",
     "is_terminal",
     "retry_delay",
+    "service_config",
     "terminal_error",
     "to_status",
 ]

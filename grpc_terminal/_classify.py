@@ -8,12 +8,28 @@ One precedence, first match wins (the design's section 4):
 4. RetryInfo present                                       -> retryable
 5. by code: :data:`RETRYABLE_CODES` retryable, the rest terminal;
    exceptions that carry no gRPC status are not retryable.
+
+Rule 3 recognises the message grpc's C core gives when *received* metadata
+is over the client's limit (measured on grpcio 1.85 with a real server
+sending 20 KiB and 10 KiB trailers), for example::
+
+    Stream removed (received metadata size exceeds hard limit (value length 20480 vs. 16384))
+    Stream removed (received metadata size exceeds soft limit (10365 vs. 8192);  ...)
+
+and the older form ``received trailing metadata size exceeds limit``. Only a
+*received* status (not one a program built) qualifies. The soft limit
+rejects at random, so a retry may pass by luck; it is still a configuration
+fault (the peer's metadata is too big) and is treated as terminal.
+
+The code table is overridable: every function taking ``retryable_codes``
+accepts any collection of :class:`grpc.StatusCode`.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+import re
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
 import grpc
@@ -45,8 +61,14 @@ RETRYABLE_CODES: frozenset[grpc.StatusCode] = frozenset(
     }
 )
 
-# Messages grpc's client core gives when received metadata is over its limit.
-_CLIENT_METADATA_LIMIT_MARKERS = ("metadata size exceeds", "exceeds limit", "exceeded limit")
+# The message grpc's core gives when received metadata is over its limit:
+# "received metadata size exceeds soft limit (...)" / "... hard limit (...)"
+# (grpcio >= 1.5x) and "received initial/trailing metadata size exceeds limit"
+# (older cores). Deliberately narrow: a server's own "quota exceeds limit" is
+# an ordinary, retryable RESOURCE_EXHAUSTED.
+_CLIENT_METADATA_LIMIT = re.compile(
+    r"\breceived (?:initial |trailing )?metadata size exceeds (?:soft |hard )?limit\b"
+)
 
 _MAX_WALK = 64
 
@@ -115,9 +137,15 @@ class Verdict:
 
 
 def classify(
-    exc: BaseException, *, retryable_codes: frozenset[grpc.StatusCode] = RETRYABLE_CODES
+    exc: BaseException, *, retryable_codes: Collection[grpc.StatusCode] = RETRYABLE_CODES
 ) -> Verdict:
-    """Apply the precedence to ``exc``; ``retryable_codes`` overrides the code table."""
+    """Apply the precedence to ``exc``; ``retryable_codes`` overrides the code table.
+
+    ``Verdict.rule`` names the rule that decided: ``provision_failure_detail``,
+    ``negative_pushback``, ``client_metadata_limit``, ``retry_info``, ``code``
+    or ``not_grpc``. ``Verdict.delay`` is the server's suggested wait (RetryInfo,
+    else a non-negative pushback) for a retryable failure, else None.
+    """
     if failure_detail(exc) is not None:
         status = find_status(exc)
         return Verdict(False, "provision_failure_detail", status.code() if status else None, None)
@@ -128,20 +156,23 @@ def classify(
     pushback = _pushback_ms(status)
     if pushback is not None and pushback < 0:
         return Verdict(False, "negative_pushback", code, None)
-    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and status._received:
-        text = status.message.lower()
-        if any(marker in text for marker in _CLIENT_METADATA_LIMIT_MARKERS):
-            return Verdict(False, "client_metadata_limit", code, None)
+    if (
+        code is grpc.StatusCode.RESOURCE_EXHAUSTED
+        and status._received
+        and _CLIENT_METADATA_LIMIT.search(status.message) is not None
+    ):
+        return Verdict(False, "client_metadata_limit", code, None)
     delay = status.retry_delay
     if delay is None and pushback is not None:
         delay = pushback / 1000.0
     if status.retry_delay is not None:
         return Verdict(True, "retry_info", code, delay)
-    return Verdict(code in retryable_codes, "code", code, delay)
+    retryable = code in retryable_codes
+    return Verdict(retryable, "code", code, delay if retryable else None)
 
 
 def is_retryable(
-    exc: BaseException, *, retryable_codes: frozenset[grpc.StatusCode] = RETRYABLE_CODES
+    exc: BaseException, *, retryable_codes: Collection[grpc.StatusCode] = RETRYABLE_CODES
 ) -> bool:
     """True when retrying ``exc`` may help (the full precedence; NOT_FOUND is not)."""
     return classify(exc, retryable_codes=retryable_codes).retryable

@@ -36,6 +36,11 @@ else:
     _AioSU, _AioSS = grpc.aio.StreamUnaryClientInterceptor, grpc.aio.StreamStreamClientInterceptor
 
 
+def _cause(err: BaseException) -> BaseException | None:
+    """The raw error a typed one is raised from (a typed error keeps its own)."""
+    return err.__cause__ if isinstance(err, StatusError) else err
+
+
 class _Typed:
     """Turns the raw errors of one call into one typed error, made once."""
 
@@ -59,7 +64,7 @@ class _SyncCall(_Typed, grpc.Call, _Future):
         try:
             return self._inner.result(timeout)
         except grpc.RpcError as err:
-            raise self._convert(err) from err
+            raise self._convert(err) from _cause(err)
 
     def exception(self, timeout: float | None = None) -> Exception | None:
         err = self._inner.exception(timeout)
@@ -116,7 +121,7 @@ class _SyncCall(_Typed, grpc.Call, _Future):
         try:
             return next(self._inner)
         except grpc.RpcError as err:
-            raise self._convert(err) from err
+            raise self._convert(err) from _cause(err)
 
 
 class _SyncInterceptor(
@@ -145,13 +150,17 @@ def intercept_channel(channel: grpc.Channel, *, retry: Any = None) -> grpc.Chann
 
     ``__call__``, ``with_call``, ``future()`` and response iterators all
     raise the typed error, with the original ``grpc.RpcError`` as cause.
-    ``retry`` (a :class:`RetryPolicy`) retries calls with a unary request.
+    ``retry`` (a :class:`RetryPolicy`) retries calls with a unary request; it
+    sits outside the typed-error interceptor (grpc's first interceptor is the
+    outermost), so it classifies typed errors and the caller gets the last
+    typed error, carrying ``retry_history``, with the raw error as cause.
     """
-    interceptors: list[Any] = [_SyncInterceptor()]
+    interceptors: list[Any] = []
     if retry is not None:
         from grpc_terminal._retry import sync_retry_interceptor
 
         interceptors.append(sync_retry_interceptor(retry))
+    interceptors.append(_SyncInterceptor())
     return grpc.intercept_channel(channel, *interceptors)
 
 
@@ -200,32 +209,32 @@ class _AioCall(_Typed):
         try:
             return (yield from self._inner.__await__())
         except grpc.RpcError as err:
-            raise self._convert(err) from err
+            raise self._convert(err) from _cause(err)
 
     async def _iterate(self) -> AsyncIterator[Any]:
         try:
             async for response in self._inner:
                 yield response
         except grpc.RpcError as err:
-            raise self._convert(err) from err
+            raise self._convert(err) from _cause(err)
 
     async def read(self) -> Any:
         try:
             return await self._inner.read()
         except grpc.RpcError as err:
-            raise self._convert(err) from err
+            raise self._convert(err) from _cause(err)
 
     async def write(self, request: Any) -> None:
         try:
             await self._inner.write(request)
         except grpc.RpcError as err:
-            raise self._convert(err) from err
+            raise self._convert(err) from _cause(err)
 
     async def done_writing(self) -> None:
         try:
             await self._inner.done_writing()
         except grpc.RpcError as err:
-            raise self._convert(err) from err
+            raise self._convert(err) from _cause(err)
 
 
 class _AioUnaryUnaryCall(_AioCall, grpc.aio.UnaryUnaryCall[Any, Any]):
@@ -273,7 +282,8 @@ def aio_interceptors(*, retry: Any = None) -> list[grpc.aio.ClientInterceptor]:
 
     grpcio registers an object that implements several kinds for the first
     kind only, so each kind gets its own instance. ``retry`` (a
-    :class:`RetryPolicy`) retries calls with a unary request.
+    :class:`RetryPolicy`) retries calls with a unary request; its
+    interceptors come first (outermost), outside the typed-error ones.
     """
     interceptors: list[grpc.aio.ClientInterceptor] = []
     if retry is not None:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Iterable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -87,6 +87,9 @@ __all__ = [
     "terminal_error",
 ]
 
+if TYPE_CHECKING:
+    from grpc_terminal._retry import RetryHistory
+
 _log = logging.getLogger("grpc_terminal")
 
 Metadata = tuple[tuple[str, str | bytes], ...]
@@ -116,6 +119,8 @@ class StatusError(grpc.RpcError):
     help: ed.Help | None = None
     localized_message: ed.LocalizedMessage | None = None
     debug_info: ed.DebugInfo | None = None
+    #: Set by RetryPolicy when it gives up: attempts, codes, waits and why it stopped.
+    retry_history: RetryHistory | None = None
 
     def __init__(
         self,

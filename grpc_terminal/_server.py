@@ -71,17 +71,22 @@ class _Recorder:
 
 def _sync_context_factory() -> Any:
     """grpcio's own sync-handler context class for aio servers, if it has one."""
-    from grpc._cython import cygrpc
+    import importlib
 
+    cygrpc = importlib.import_module("grpc._cython.cygrpc")
     return getattr(cygrpc, "_SyncServicerContext", None)
 
 
 def _blocking_iter(requests: AsyncIterator[Any], loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
     """An aio request stream read from a worker thread, for a sync handler."""
     iterator = requests.__aiter__()
+
+    async def pull() -> Any:
+        return await iterator.__anext__()
+
     while True:
         try:
-            yield asyncio.run_coroutine_threadsafe(iterator.__anext__(), loop).result()
+            yield asyncio.run_coroutine_threadsafe(pull(), loop).result()
         except StopAsyncIteration:
             return
 
