@@ -1,0 +1,1 @@
+"""Overhead and error-path benchmarks for grpc-terminal (``python -m benchmarks``)."""

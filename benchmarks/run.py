@@ -1,0 +1,346 @@
+"""Run every benchmark, print the tables and write the JSON results.
+
+``python -m benchmarks`` (full, a few minutes) or ``python -m benchmarks
+--smoke`` (tiny counts, seconds: checks the benchmark still runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+import grpc_terminal as gt
+from benchmarks import _service as svc
+from benchmarks._stats import summarize
+from benchmarks._workers import ClientProc, ServerProc, measure
+from benchmarks.codec import run_codec
+from benchmarks.retry import run_retry
+
+__all__ = ["Config", "main", "run"]
+
+STYLES = ("sync", "aio")
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+SCHEMA = "grpc-terminal-bench/1"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Counts for one run."""
+
+    reps: int
+    unary_rpcs: int
+    stream_rpcs: int
+    failing_rpcs: int
+    warmup_rpcs: int
+    concurrency: int
+    codec_samples: int
+    codec_target_s: float
+    retry_reps: int
+    initial_backoff: float
+    max_backoff: float
+    multiplier: float
+
+
+FULL = Config(
+    reps=6, unary_rpcs=1000, stream_rpcs=400, failing_rpcs=600, warmup_rpcs=200, concurrency=1,
+    codec_samples=21, codec_target_s=0.05, retry_reps=3,
+    initial_backoff=0.1, max_backoff=1.0, multiplier=2.0,
+)
+SMOKE = Config(
+    reps=2, unary_rpcs=25, stream_rpcs=10, failing_rpcs=20, warmup_rpcs=10, concurrency=2,
+    codec_samples=3, codec_target_s=0.002, retry_reps=1,
+    initial_backoff=0.005, max_backoff=0.02, multiplier=2.0,
+)
+
+
+def _rpcs(cfg: Config, kind: str) -> int:
+    return cfg.unary_rpcs if kind == "unary" else cfg.stream_rpcs
+
+
+def _rotated(items: Sequence[str], rep: int) -> list[str]:
+    """``items`` in a different order each repetition (rotation, then a seeded shuffle of the rest)."""
+    shift = rep % len(items)
+    order = list(items[shift:]) + list(items[:shift])
+    rest = order[1:]
+    random.Random(rep).shuffle(rest)
+    return [order[0], *rest]
+
+
+def _ratios(samples: dict[str, list[float]], base: str) -> dict[str, dict[str, Any]]:
+    """Per-repetition ratio of each variant to ``base`` (paired: same repetition, adjacent in time)."""
+    out = {}
+    for variant, values in samples.items():
+        pairs = zip(values, samples[base], strict=True)
+        out[variant] = summarize([v / b for v, b in pairs if b > 0])
+    return out
+
+
+def _group(rows: dict[str, list[dict[str, Any]]], field: str) -> dict[str, list[float]]:
+    return {variant: [s[field] for s in samples] for variant, samples in rows.items()}
+
+
+def _success_benchmarks(cfg: Config, log: Any) -> dict[str, Any]:
+    variants = svc.server_variants()
+    if "grpc-interceptor" not in variants:
+        log("grpc-interceptor is not installed: its variant is left out")
+    servers = {(style, v): ServerProc(style, v) for style in STYLES for v in variants}
+    clients = {(style, v): ClientProc(style, v) for style in STYLES for v in svc.CLIENT_VARIANTS}
+    try:
+        for proc in clients.values():
+            proc.wait_ready()
+        driver = clients[("aio", "none")]
+        client_server = servers[("aio", "none")]
+        conc = {"sync": 1, "aio": cfg.concurrency}
+        log("warming up")
+        for (_style, variant), server in servers.items():
+            for kind in svc.KINDS:
+                driver.run(server.port, kind, "ok", cfg.warmup_rpcs, cfg.concurrency)
+            if variant in ("none", "ours"):
+                driver.run(server.port, "unary", "abort" if variant == "none" else "raise",
+                           cfg.warmup_rpcs, cfg.concurrency)
+        for (style, _variant), client in clients.items():
+            for kind in svc.KINDS:
+                client.run(client_server.port, kind, "ok", cfg.warmup_rpcs, conc[style])
+        clients[("sync", "ours")].run(servers[("sync", "ours")].port, "unary", "raise", cfg.warmup_rpcs, 1)
+
+        server_rows: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
+            (style, kind): {v: [] for v in variants} for style in STYLES for kind in svc.KINDS
+        }
+        client_rows: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
+            (style, kind): {v: [] for v in svc.CLIENT_VARIANTS} for style in STYLES for kind in svc.KINDS
+        }
+        failure_rows: dict[str, dict[str, list[dict[str, Any]]]] = {
+            style: {"context.abort": [], "ours": []} for style in STYLES
+        }
+        for rep in range(cfg.reps):
+            log(f"repetition {rep + 1}/{cfg.reps}")
+            for style in _rotated(STYLES, rep):
+                for kind in _rotated(svc.KINDS, rep):
+                    for variant in _rotated(variants, rep):
+                        server_rows[(style, kind)][variant].append(
+                            measure(servers[(style, variant)], driver, kind, "ok", _rpcs(cfg, kind),
+                                    cfg.concurrency)
+                        )
+                    for variant in _rotated(svc.CLIENT_VARIANTS, rep):
+                        client_rows[(style, kind)][variant].append(
+                            measure(client_server, clients[(style, variant)], kind, "ok", _rpcs(cfg, kind),
+                                    conc[style])
+                        )
+                # End to end, one failing unary RPC: plain abort vs ours raising a TerminalError.
+                for variant in _rotated(("context.abort", "ours"), rep):
+                    key = "none" if variant == "context.abort" else "ours"
+                    mode = "abort" if variant == "context.abort" else "raise"
+                    failure_rows[style][variant].append(
+                        measure(servers[(style, key)], clients[(style, key)], "unary", mode,
+                                cfg.failing_rpcs, conc[style])
+                    )
+    finally:
+        for client in clients.values():
+            client.close()
+        for server in servers.values():
+            server.close()
+
+    def section(rows: dict[str, list[dict[str, Any]]], field: str) -> dict[str, Any]:
+        values = _group(rows, field)
+        base = "none" if "none" in values else "context.abort"
+        ratios = _ratios(values, base)
+        out: dict[str, Any] = {}
+        for variant, samples in rows.items():
+            out[variant] = {
+                "cpu_us_per_rpc": summarize(values[variant]),
+                f"ratio_to_{base.replace('.', '_')}": ratios[variant],
+                "outcomes": sorted({o for s in samples for o in s["outcomes"]}),
+            }
+            if field == "server_us" and "noop" in values:
+                out[variant]["ratio_to_noop"] = _ratios(values, "noop")[variant]
+            if field == "server_us" and "grpc-interceptor" in values:
+                out[variant]["ratio_to_grpc_interceptor"] = _ratios(values, "grpc-interceptor")[variant]
+        return out
+
+    def e2e(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+        totals = {v: [s["server_us"] + s["client_us"] for s in samples] for v, samples in rows.items()}
+        ratios = _ratios(totals, "context.abort")
+        return {
+            variant: {
+                "server_cpu_us_per_rpc": summarize([s["server_us"] for s in samples]),
+                "client_cpu_us_per_rpc": summarize([s["client_us"] for s in samples]),
+                "total_cpu_us_per_rpc": summarize(totals[variant]),
+                "ratio_to_context_abort": ratios[variant],
+                "outcomes": sorted({o for s in samples for o in s["outcomes"]}),
+            }
+            for variant, samples in rows.items()
+        }
+
+    return {
+        "server_success": {
+            f"{style} {kind}": section(rows, "server_us") for (style, kind), rows in server_rows.items()
+        },
+        "client_success": {
+            f"{style} {kind}": section(rows, "client_us") for (style, kind), rows in client_rows.items()
+        },
+        "failure_e2e": {f"{style} server, {style} client, unary": e2e(rows)
+                        for style, rows in failure_rows.items()},
+    }
+
+
+def _machine() -> dict[str, Any]:
+    from importlib import metadata
+
+    from google.protobuf.internal import api_implementation
+
+    def version(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "absent"
+
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "grpcio": grpc.__version__,
+        "protobuf": version("protobuf"),
+        "protobuf_backend": api_implementation.Type(),
+        "grpc_interceptor": version("grpc-interceptor"),
+        "grpc_terminal": gt.__version__,
+    }
+
+
+def run(cfg: Config, log: Any = print) -> dict[str, Any]:
+    """Every benchmark with ``cfg``; the JSON-ready result."""
+    started = time.perf_counter()
+    result: dict[str, Any] = {
+        "schema": SCHEMA,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": _machine(),
+        "config": asdict(cfg),
+    }
+    result.update(_success_benchmarks(cfg, log))
+    log("failure path: encode / decode")
+    result["codec"] = run_codec(cfg.codec_samples, cfg.codec_target_s)
+    log("retry: giving up on a terminal failure")
+    grpc_server_log = logging.getLogger("grpc._server")
+    level = grpc_server_log.level
+    grpc_server_log.setLevel(logging.CRITICAL)  # "Exception calling application" is the point here
+    try:
+        result["retry"] = run_retry(cfg.retry_reps, cfg.initial_backoff, cfg.max_backoff, cfg.multiplier)
+    finally:
+        grpc_server_log.setLevel(level)
+    result["duration_s"] = time.perf_counter() - started
+    return result
+
+
+# -- the table ---------------------------------------------------------------------------
+
+
+def _spread(s: dict[str, Any], fmt: str) -> str:
+    return f"{format(s['median'], fmt)} [{format(s['p25'], fmt)}-{format(s['p75'], fmt)}]"
+
+
+def _pct(s: dict[str, Any]) -> str:
+    return f"{(s['median'] - 1) * 100:+.1f}% [{(s['p25'] - 1) * 100:+.1f}..{(s['p75'] - 1) * 100:+.1f}]"
+
+
+def _table(title: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    rows = [list(r) for r in rows]
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |"
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
+    return "\n".join([f"**{title}**", "", line, sep, *body, ""])
+
+
+def render(result: dict[str, Any]) -> str:
+    """Markdown tables of ``result`` (medians, with the interquartile range in brackets)."""
+    out = []
+    rows = []
+    for group, variants in result["server_success"].items():
+        for variant, r in variants.items():
+            versus = r.get("ratio_to_grpc_interceptor")
+            rows.append([group, variant, _spread(r["cpu_us_per_rpc"], ".1f"), _pct(r["ratio_to_none"]),
+                         _pct(r["ratio_to_noop"]), _pct(versus) if versus else "n/a"])
+    out.append(_table(
+        "Server, success path: server process CPU µs per RPC",
+        ["server", "interceptor", "CPU µs/RPC", "vs none", "vs no-op", "vs grpc-interceptor"], rows))
+    rows = []
+    for group, variants in result["client_success"].items():
+        for variant, r in variants.items():
+            rows.append([group, variant, _spread(r["cpu_us_per_rpc"], ".1f"), _pct(r["ratio_to_none"])])
+    out.append(_table("Client, success path: client process CPU µs per RPC",
+                      ["client", "interceptor", "CPU µs/RPC", "vs none"], rows))
+    rows = []
+    for group, variants in result["failure_e2e"].items():
+        for variant, r in variants.items():
+            rows.append([group, variant, _spread(r["server_cpu_us_per_rpc"], ".1f"),
+                         _spread(r["client_cpu_us_per_rpc"], ".1f"),
+                         _spread(r["total_cpu_us_per_rpc"], ".1f"), _pct(r["ratio_to_context_abort"])])
+    out.append(_table("Failure path, end to end: CPU µs per failing RPC",
+                      ["pair", "failure", "server µs", "client µs", "total µs", "total vs abort"], rows))
+    rows = []
+    for name, r in result["codec"].items():
+        if not name.startswith("_"):
+            rows.append([name, _spread(r, ".1f")])
+    sizes = result["codec"]["_sizes"]
+    out.append(_table(
+        f"Failure path, in process: µs per call (trailers: typical {sizes['typical_trailer_bytes']} B, "
+        f"worst {sizes['worst_trailer_bytes']} B of a {sizes['budget']} B budget)",
+        ["operation", "µs"], rows))
+    rows = []
+    cfg = result["retry"]["_config"]
+    for name, r in result["retry"].items():
+        if not name.startswith("_"):
+            rows.append([name, _spread(r, ".3f"), ",".join(map(str, sorted(set(r["attempts"])))), r["error"]])
+    out.append(_table(
+        f"Retry: wall seconds to give up on a terminal failure (max_attempts={cfg['max_attempts']}, "
+        f"backoff {cfg['initial_backoff']}s x{cfg['multiplier']} up to {cfg['max_backoff']}s, "
+        f"ours: {cfg['retry_policy']})",
+        ["scenario", "seconds", "attempts", "caller got"], rows))
+    m = result["machine"]
+    out.append(
+        f"Python {m['python']}, grpcio {m['grpcio']}, protobuf {m['protobuf']} ({m['protobuf_backend']}), "
+        f"grpc-interceptor {m['grpc_interceptor']}, {m['cpus']} CPUs; run took {result['duration_s']:.0f} s."
+    )
+    return "\n".join(out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny counts: check that it runs (seconds)")
+    parser.add_argument("--reps", type=int, help="repetitions of the process benchmarks")
+    parser.add_argument("--out", type=Path, help="JSON file to write (default: benchmarks/results/)")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    args = parser.parse_args(argv)
+    cfg = SMOKE if args.smoke else FULL
+    if args.reps:
+        cfg = Config(**{**asdict(cfg), "reps": args.reps})
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+    result = run(cfg, log)
+    result["mode"] = "smoke" if args.smoke else "full"
+    out = args.out
+    if out is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = RESULTS_DIR / f"bench-{result['mode']}-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(render(result))
+    print(f"\nJSON: {out}")
+    return 0

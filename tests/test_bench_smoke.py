@@ -1,0 +1,77 @@
+"""The benchmark still runs and writes well-formed JSON (smoke mode: never a speed check)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _summary(s: Any) -> None:
+    assert set(s) >= {"median", "p25", "p75", "min", "max", "n", "samples"}
+    assert s["n"] == len(s["samples"]) >= 1
+    for key in ("median", "p25", "p75", "min", "max"):
+        assert isinstance(s[key], float | int) and math.isfinite(s[key]) and s[key] >= 0
+    assert s["min"] <= s["p25"] <= s["median"] <= s["p75"] <= s["max"]
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--quiet", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=100, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "Server, success path" in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["schema"] == "grpc-terminal-bench/1"
+    assert data["mode"] == "smoke"
+    assert {"python", "grpcio", "protobuf"} <= set(data["machine"])
+    reps = data["config"]["reps"]
+
+    assert set(data["server_success"]) == {"sync unary", "sync stream", "aio unary", "aio stream"}
+    for variants in data["server_success"].values():
+        assert {"none", "passthrough", "noop", "ours"} <= set(variants)
+        for r in variants.values():
+            _summary(r["cpu_us_per_rpc"])
+            assert r["cpu_us_per_rpc"]["n"] == reps
+            _summary(r["ratio_to_none"])
+            _summary(r["ratio_to_noop"])
+            assert r["outcomes"] == ["ok"]
+
+    assert set(data["client_success"]) == {"sync unary", "sync stream", "aio unary", "aio stream"}
+    for variants in data["client_success"].values():
+        assert set(variants) == {"none", "noop", "ours", "proxy"}
+        for r in variants.values():
+            _summary(r["cpu_us_per_rpc"])
+            assert r["outcomes"] == ["ok"]
+
+    assert len(data["failure_e2e"]) == 2
+    for variants in data["failure_e2e"].values():
+        assert set(variants) == {"context.abort", "ours"}
+        for r in variants.values():
+            _summary(r["total_cpu_us_per_rpc"])
+        # The typed error really came back on the grpc-terminal side, a raw one on the other.
+        assert variants["ours"]["outcomes"] == ["UserNotProvisionable"]
+        assert variants["context.abort"]["outcomes"] != ["UserNotProvisionable"]
+
+    codec = data["codec"]
+    cases = [name for name in codec if not name.startswith("_")]
+    assert len(cases) == 5
+    for name in cases:
+        _summary(codec[name])
+    assert codec["_sizes"]["worst_trailer_bytes"] <= codec["_sizes"]["budget"]
+
+    retry = data["retry"]
+    scenarios = {name: r for name, r in retry.items() if not name.startswith("_")}
+    assert len(scenarios) == 5
+    for r in scenarios.values():
+        _summary(r)
+    assert set(scenarios["grpc-terminal server + our retrier"]["attempts"]) == {1}
+    assert set(scenarios["without grpc-terminal (UNKNOWN, code-only retrier)"]["attempts"]) == {5}
+    assert set(scenarios["gRPC service-config retry, grpc-terminal server"]["attempts"]) == {1}
