@@ -77,6 +77,9 @@ def _sync_context_factory() -> Any:
     return getattr(cygrpc, "_SyncServicerContext", None)
 
 
+_SYNC_CONTEXT = _sync_context_factory()
+
+
 def _blocking_iter(requests: AsyncIterator[Any], loop: asyncio.AbstractEventLoop) -> Iterator[Any]:
     """An aio request stream read from a worker thread, for a sync handler."""
     iterator = requests.__aiter__()
@@ -107,6 +110,22 @@ class _Core:
 
     def __init__(self, errors: ErrorMapping | None, **options: Any) -> None:
         self.translator = Translator(errors, **options)
+        # method -> (the handler grpc gave us, our wrapped handler). Generic
+        # handlers hand back the same object for every call, so wrapping
+        # happens once per method instead of once per RPC.
+        self._wrapped: dict[tuple[str, bool], tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
+
+    def wrapped(
+        self, handler: grpc.RpcMethodHandler[Any, Any], method: str, aio: bool
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """``wrap``, remembered per method while grpc hands back the same handler."""
+        cached = self._wrapped.get((method, aio))
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        result = self.wrap(handler, method, aio)
+        if len(self._wrapped) < 10_000:
+            self._wrapped[(method, aio)] = (handler, result)
+        return result
 
     # -- the sync edge ----------------------------------------------------------
 
@@ -200,7 +219,7 @@ class _Core:
         item at a time from the loop's executor keeps writes and the final
         status in order; the handler still gets grpcio's sync context.
         """
-        sync_context = _sync_context_factory()
+        sync_context = _SYNC_CONTEXT
 
         async def handler(request: Any, context: Any) -> AsyncIterator[Any]:
             loop = asyncio.get_running_loop()
@@ -256,7 +275,7 @@ class _Core:
             return self.aio_agen(behavior, method)
         if aio and inspect.iscoroutinefunction(behavior):
             return self.aio_unary(behavior, method)  # context.write() style
-        if aio and _sync_context_factory() is not None:
+        if aio and _SYNC_CONTEXT is not None:
             return self.aio_sync_stream(behavior, method, request_streaming)
         return self.sync_stream(behavior, method)
 
@@ -303,7 +322,7 @@ class ServerInterceptor(_Configured, _SyncBase):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        return self._core.wrap(handler, handler_call_details.method, aio=False)
+        return self._core.wrapped(handler, handler_call_details.method, aio=False)
 
 
 class AsyncServerInterceptor(_Configured, _AioBase):
@@ -317,4 +336,4 @@ class AsyncServerInterceptor(_Configured, _AioBase):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return self._core.wrap(handler, handler_call_details.method, aio=True)
+        return self._core.wrapped(handler, handler_call_details.method, aio=True)
