@@ -50,6 +50,14 @@ from grpc_terminal._errors import (
     ValidationFailure,
     terminal_error,
 )
+from grpc_terminal._problem import (
+    EXIT_CODES,
+    HTTP_STATUS,
+    PROBLEM_CONTENT_TYPE,
+    exit_code,
+    http_status,
+    problem,
+)
 from grpc_terminal._reason import ProvisionFailureDetail, Reason, code_for_reason
 from grpc_terminal._retry import RetryBudget, RetryHistory, RetryPolicy, StopReason, service_config
 from grpc_terminal._server import AsyncServerInterceptor, ServerInterceptor
@@ -65,14 +73,17 @@ __all__ = [
     "DEFAULT_DOMAIN",
     "DataLoss",
     "DeadlineExceeded",
+    "EXIT_CODES",
     "ErrorEvent",
     "FailedPrecondition",
+    "HTTP_STATUS",
     "Internal",
     "InvalidArgument",
     "LicenseExhausted",
     "NotFound",
     "OperationNotPermitted",
     "OutOfRange",
+    "PROBLEM_CONTENT_TYPE",
     "PUSHBACK_KEY",
     "PermissionDenied",
     "ProvisionFailureDetail",
@@ -101,11 +112,14 @@ __all__ = [
     "aio_interceptors",
     "classify",
     "code_for_reason",
+    "exit_code",
     "failure_detail",
     "from_rpc_error",
+    "http_status",
     "intercept_channel",
     "is_retryable",
     "is_terminal",
+    "problem",
     "retry_delay",
     "service_config",
     "terminal_error",

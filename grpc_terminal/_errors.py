@@ -270,6 +270,12 @@ class StatusError(grpc.RpcError):
             return []
         return [(v.field, v.description) for v in self.bad_request.field_violations]
 
+    def to_problem(self) -> dict[str, Any]:
+        """This failure as an RFC 9457 problem object; see :func:`grpc_terminal.problem`."""
+        from grpc_terminal._problem import problem  # deferred: _problem imports this module
+
+        return problem(self)
+
     # -- printing and pickling --------------------------------------------------
 
     def __str__(self) -> str:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
-from grpc_terminal._codec import DEFAULT_DOMAIN, TRAILER_BUDGET, Encoded
+from grpc_terminal._codec import DEFAULT_DOMAIN, TRAILER_BUDGET
 from grpc_terminal._translate import ErrorEvent, ErrorMapping, Translator
 
 __all__ = ["AsyncServerInterceptor", "ServerInterceptor"]
@@ -50,6 +50,10 @@ class _Recorder:
     def set_code(self, code: grpc.StatusCode) -> None:
         self._code = code
         self._context.set_code(code)
+
+    def abort(self, code: grpc.StatusCode, details: str = "", *rest: Any) -> None:
+        self._code, self._details = code, details
+        self._context.abort(code, details, *rest)
 
     def set_details(self, details: str) -> None:
         self._details = details
@@ -131,14 +135,15 @@ class _Core:
 
     def fail_sync(self, exc: Exception, context: Any, method: str) -> None:
         """Send the status for ``exc`` from a sync handler; always raises."""
-        if isinstance(exc, grpc.aio.AbortError):
-            raise exc  # aio server, sync handler: the abort already set the status
         kept = _set_code(context)
+        aborted = isinstance(exc, grpc.aio.AbortError) or (type(exc) is Exception and not exc.args)
         if kept is not None:
-            if type(exc) is Exception and not exc.args:
-                raise exc  # grpc.server: context.abort() raises a bare Exception()
-            self.translator.kept_status(exc, method, kept)
+            self.translator.handler_status(exc, method, kept, aborted)
+            if aborted:
+                raise exc  # context.abort() already set the status: grpc sends it
             context.abort(kept, _text(context.details()) or kept.name)
+        if isinstance(exc, grpc.aio.AbortError):
+            raise exc
         encoded = self.translator.translate(exc, method, context.trailing_metadata() or ())
         context.set_trailing_metadata(encoded.trailing_metadata)
         context.abort(encoded.code, encoded.message)
@@ -170,12 +175,13 @@ class _Core:
 
     async def fail_aio(self, exc: Exception, context: Any, method: str) -> None:
         """Send the status for ``exc`` from an async handler; always raises."""
-        if isinstance(exc, grpc.aio.AbortError):
-            raise exc
         kept = _set_code(context)
-        encoded: Encoded | None = None
+        aborted = isinstance(exc, grpc.aio.AbortError)
         if kept is not None:
-            self.translator.kept_status(exc, method, kept)
+            self.translator.handler_status(exc, method, kept, aborted)
+        if aborted:
+            raise exc  # the status is already on its way
+        if kept is not None:
             code, message, trailers = kept, _text(context.details()) or kept.name, None
         else:
             encoded = self.translator.translate(exc, method, context.trailing_metadata() or ())

@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 import grpc
 from google.rpc import error_details_pb2 as ed
 
+from grpc_terminal._classify import RETRYABLE_CODES, classify
 from grpc_terminal._codec import DEFAULT_DOMAIN, TRAILER_BUDGET, Encoded, encode, from_rpc_error
 from grpc_terminal._errors import NotFound, StatusError, TerminalError, Unknown
 from grpc_terminal._reason import reason_name
@@ -32,12 +33,21 @@ _log = logging.getLogger("grpc_terminal.server")
 class ErrorEvent:
     """One failed RPC, as the server reported it (passed to ``on_error``)."""
 
+    #: The full method name, e.g. ``/pkg.Service/Method``.
     method: str
     code: grpc.StatusCode
+    #: The ProvisionFailureDetail reason, else the ErrorInfo reason, else the code's name.
     reason: str
+    #: The request id sent with an unexpected error (None otherwise).
     request_id: str | None
+    #: False for exceptions nobody mapped (sent as UNKNOWN with a request id).
     expected: bool
+    #: What the handler raised (a bare ``Exception`` for ``context.abort``).
     exception: BaseException
+    #: A ProvisionFailureDetail was sent.
+    terminal: bool = False
+    #: What :func:`grpc_terminal.is_retryable` will say on the client.
+    retryable: bool = False
 
 
 def _safe_str(exc: BaseException) -> str:
@@ -182,30 +192,48 @@ class Translator:
             err, domain=self.domain, debug=self.debug, budget=self.budget, metadata=metadata
         )
         pfd = err.failure_detail
-        reason = reason_name(pfd.reason) if pfd is not None else encoded.code.name
-        if expected:
+        if pfd is not None:
+            reason = reason_name(pfd.reason)
+        elif err.error_info is not None and err.error_info.reason:
+            reason = err.error_info.reason
+        else:
+            reason = encoded.code.name
+        verdict = classify(err)
+        event = ErrorEvent(
+            method, encoded.code, reason, err.request_id, expected, exc,
+            terminal=pfd is not None, retryable=verdict.retryable,
+        )
+        self._report(event, log=expected)
+        return encoded
+
+    def _report(self, event: ErrorEvent, *, log: bool) -> None:
+        if log:
             self.log.info(
                 "%s failed: %s %s",
-                method,
-                encoded.code.name,
-                reason,
-                extra={"grpc_method": method, "grpc_code": encoded.code.name, "reason": reason},
+                event.method,
+                event.code.name,
+                event.reason,
+                extra={"grpc_method": event.method, "grpc_code": event.code.name, "reason": event.reason},
             )
         if self.on_error is not None:
             try:
-                self.on_error(
-                    ErrorEvent(method, encoded.code, reason, err.request_id, expected, exc)
-                )
+                self.on_error(event)
             except Exception:
                 self.log.exception("on_error hook failed")
-        return encoded
 
-    def kept_status(self, exc: BaseException, method: str, code: Any) -> None:
-        """Log an exception raised after the handler set its own status."""
-        self.log.warning(
-            "%s raised %s after setting status %s; keeping that status",
-            method,
-            type(exc).__name__,
-            getattr(code, "name", code),
-            exc_info=(type(exc), exc, exc.__traceback__),
-        )
+    def handler_status(self, exc: BaseException, method: str, code: grpc.StatusCode, aborted: bool) -> None:
+        """Report a status the handler set itself (``abort``, or ``set_code`` then raise).
+
+        That status is sent untouched; an exception raised after ``set_code``
+        is logged with its traceback, since nothing else records it.
+        """
+        if not aborted:
+            self.log.warning(
+                "%s raised %s after setting status %s; keeping that status",
+                method,
+                type(exc).__name__,
+                code.name,
+                exc_info=(type(exc), exc, exc.__traceback__),
+            )
+        retryable = code in RETRYABLE_CODES
+        self._report(ErrorEvent(method, code, code.name, None, True, exc, False, retryable), log=aborted)

@@ -1,0 +1,1 @@
+"""Runnable examples for grpc-terminal (``make demo``)."""
