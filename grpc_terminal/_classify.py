@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import grpc
 
-from grpc_terminal._codec import PUSHBACK_KEY, from_rpc_error
+from grpc_terminal._codec import PUSHBACK_KEY, from_rpc_error, read_metadata
 from grpc_terminal._errors import StatusError
 from grpc_terminal._reason import ProvisionFailureDetail
 
@@ -116,7 +116,11 @@ def is_terminal(exc: BaseException) -> bool:
 
 
 def _pushback_ms(status: StatusError) -> int | None:
-    for key, value in status.trailing_metadata():
+    try:
+        trailers = read_metadata(status.trailing_metadata())
+    except Exception:  # a subclass's trailing_metadata() that raises: no pushback
+        return None
+    for key, value in trailers:
         if key == PUSHBACK_KEY:
             text = value.decode("ascii", "replace") if isinstance(value, bytes) else value
             try:

@@ -23,7 +23,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2 as ed
 from google.rpc import status_pb2
 
-from grpc_terminal._details import DETAIL_SLOTS, delay_from_duration, pack
+from grpc_terminal._details import DETAIL_SLOTS, clean_text, delay_from_duration, pack
 from grpc_terminal._errors import Metadata, StatusError, Unknown, class_for
 from grpc_terminal._reason import ProvisionFailureDetail
 
@@ -37,6 +37,7 @@ __all__ = [
     "decode",
     "encode",
     "from_rpc_error",
+    "read_metadata",
     "trailer_size",
 ]
 
@@ -176,15 +177,6 @@ def sanitize_metadata(pairs: Iterable[tuple[Any, Any]]) -> list[tuple[str, str |
     return out
 
 
-def _clean(text: str) -> str:
-    """``text`` made encodable: lone surrogates become U+FFFD."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "replace").decode("utf-8").replace("?", "\N{REPLACEMENT CHARACTER}")
-    return text
-
-
 def _truncate(text: str, limit: int) -> str:
     raw = text.encode("utf-8")
     if len(raw) <= limit:
@@ -230,7 +222,7 @@ class _Draft:
         # Text longer than the budget can never be sent whole: cut it now (the
         # truncation step will cut further) so fitting stays cheap.
         cap = max(budget, len(TRUNCATION_MARK))
-        self.message = _truncate(_clean(message), cap)
+        self.message = _truncate(clean_text(message), cap)
         self.app_md = app_md
         self.shrunk: list[str] = []
         self.slots: dict[str, Message] = {}
@@ -241,7 +233,7 @@ class _Draft:
         pfd = self.slots.get("_failure_detail")
         self.terminal = pfd is not None
         if isinstance(pfd, ProvisionFailureDetail):
-            pfd.detail = _truncate(_clean(pfd.detail), cap)
+            pfd.detail = _truncate(clean_text(pfd.detail), cap)
         retry = self.slots.get("_retry_info")
         self.retry_delay: float | None = None
         if isinstance(retry, ed.RetryInfo) and retry.HasField("retry_delay"):
@@ -451,17 +443,17 @@ def _minimal(exc: object, budget: int) -> Encoded:
         draft = _Draft.__new__(_Draft)
         draft.code, draft.app_md, draft.shrunk, draft.extras = code, [], [], []
         message = getattr(exc, "message", "")
-        draft.message = _clean(message) if isinstance(message, str) else ""
+        draft.message = clean_text(message) if isinstance(message, str) else ""
         draft.slots, draft.terminal, draft.retry_delay = {}, False, None
         pfd: object = getattr(exc, "_failure_detail", None)
         if isinstance(pfd, ProvisionFailureDetail):
             slim = ProvisionFailureDetail()
             slim.reason = pfd.reason
-            slim.detail = _clean(pfd.detail)
+            slim.detail = clean_text(pfd.detail)
             draft.slots["_failure_detail"] = slim
         info: Any = getattr(exc, "error_info", None)
         if isinstance(info, ed.ErrorInfo):
-            draft.slots["error_info"] = ed.ErrorInfo(reason=_clean(info.reason)[:_MAX_ERROR_REASON])
+            draft.slots["error_info"] = ed.ErrorInfo(reason=clean_text(info.reason)[:_MAX_ERROR_REASON])
         draft.terminal = "_failure_detail" in draft.slots
         return _fit(draft, budget)
     except Exception:
@@ -504,7 +496,8 @@ def encode(
 _CODES_BY_NUMBER = {c.value[0]: c for c in grpc.StatusCode}
 
 
-def _metadata(raw: Any) -> Metadata:
+def read_metadata(raw: Any) -> Metadata:
+    """The well-formed ``(str, str | bytes)`` pairs of ``raw``; never raises."""
     out: list[tuple[str, str | bytes]] = []
     if raw is None:
         return ()
@@ -655,7 +648,7 @@ def decode(code: Any, message: Any, trailing_metadata: Any) -> StatusError:
             message = message.decode("utf-8", "replace")
         elif not isinstance(message, str):
             message = "" if message is None else _safe_text(message)
-        trailers = _metadata(trailing_metadata)
+        trailers = read_metadata(trailing_metadata)
         status = _parse_status(code, trailers)
         details = _usable(status.details) if status is not None else []
         reason = None

@@ -23,6 +23,7 @@ __all__ = [
     "DETAIL_SLOTS",
     "Pairs",
     "camel_key",
+    "clean_text",
     "delay_from_duration",
     "duration_from_delay",
     "help_links",
@@ -57,6 +58,19 @@ _CAMEL_RE = re.compile(r"^[a-z][a-zA-Z0-9]{0,63}$")
 _MAX_DELAY = 10 * 365 * 24 * 3600.0
 
 
+def clean_text(text: str) -> str:
+    """``text`` made UTF-8 encodable: lone surrogates (``os.fsdecode``, bad JSON) become U+FFFD.
+
+    Protobuf refuses such strings with ``UnicodeEncodeError``; every str that
+    goes into a message we build passes through here first.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "".join("\N{REPLACEMENT CHARACTER}" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return text
+
+
 def _pairs(value: Pairs, what: str) -> list[tuple[str, str]]:
     items = value.items() if isinstance(value, Mapping) else value
     out: list[tuple[str, str]] = []
@@ -67,7 +81,7 @@ def _pairs(value: Pairs, what: str) -> list[tuple[str, str]]:
             raise TypeError(f"{what}: expected (str, str) pairs, got {item!r}") from None
         if not isinstance(first, str) or not isinstance(second, str):
             raise TypeError(f"{what}: expected (str, str) pairs, got {item!r}")
-        out.append((first, second))
+        out.append((clean_text(first), clean_text(second)))
     return out
 
 
@@ -105,7 +119,7 @@ def error_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
     for key, value in metadata.items():
         if not isinstance(value, str):
             raise TypeError(f"ErrorInfo metadata value for {key!r} must be str, got {value!r}")
-        out[camel_key(key)] = value
+        out[camel_key(key)] = clean_text(value)
     return out
 
 
@@ -142,7 +156,8 @@ def precondition_failure(violations: Iterable[tuple[str, str, str]]) -> ed.Preco
             raise TypeError(
                 f"precondition_violations: expected (type, subject, description) str triples, got {item!r}"
             )
-        msg.violations.add(type=item[0], subject=item[1], description=item[2])
+        kind, subject, description = (clean_text(text) for text in item)
+        msg.violations.add(type=kind, subject=subject, description=description)
     return msg
 
 
@@ -173,7 +188,7 @@ def help_links(links: Pairs) -> ed.Help:
 def localized(value: str | tuple[str, str]) -> ed.LocalizedMessage:
     """A user-facing message: ``"text"`` (locale ``en-US``) or ``(locale, text)``."""
     if isinstance(value, str):
-        return ed.LocalizedMessage(locale="en-US", message=value)
+        return ed.LocalizedMessage(locale="en-US", message=clean_text(value))
     locale, text = _pairs([value], "localized_message")[0]
     return ed.LocalizedMessage(locale=locale, message=text)
 

@@ -421,7 +421,9 @@ class TerminalError(StatusError):
             )
         if not isinstance(detail, str):
             raise TypeError(f"detail must be str, got {type(detail).__name__}")
-        self._failure_detail = ProvisionFailureDetail(reason=int(reason), detail=detail)  # type: ignore[arg-type]
+        self._failure_detail = ProvisionFailureDetail(
+            reason=int(reason), detail=_details.clean_text(detail)  # type: ignore[arg-type]
+        )
         super().__init__(detail if message is None else message, **options)
         self._code = code_for_reason(reason)
 

@@ -191,6 +191,18 @@ class Translator:
         encoded = encode(
             err, domain=self.domain, debug=self.debug, budget=self.budget, metadata=metadata
         )
+        try:
+            event = self._event(err, encoded, method, expected, exc)
+        except Exception:  # a broken StatusError subclass: what was sent still stands
+            self.log.warning("cannot describe the %s sent by %s", encoded.code.name, method, exc_info=True)
+            event = ErrorEvent(method, encoded.code, encoded.code.name, None, expected, exc)
+        self._report(event, log=expected)
+        return encoded
+
+    @staticmethod
+    def _event(
+        err: StatusError, encoded: Encoded, method: str, expected: bool, exc: BaseException
+    ) -> ErrorEvent:
         pfd = err.failure_detail
         if pfd is not None:
             reason = reason_name(pfd.reason)
@@ -198,13 +210,10 @@ class Translator:
             reason = err.error_info.reason
         else:
             reason = encoded.code.name
-        verdict = classify(err)
-        event = ErrorEvent(
+        return ErrorEvent(
             method, encoded.code, reason, err.request_id, expected, exc,
-            terminal=pfd is not None, retryable=verdict.retryable,
+            terminal=pfd is not None, retryable=classify(err).retryable,
         )
-        self._report(event, log=expected)
-        return encoded
 
     def _report(self, event: ErrorEvent, *, log: bool) -> None:
         if log:

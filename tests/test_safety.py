@@ -11,7 +11,7 @@ import pytest
 from google.rpc import error_details_pb2 as ed
 
 import grpc_terminal as gt
-from grpc_terminal._codec import encode
+from grpc_terminal._codec import decode, encode
 
 from harness import KINDS, LoopThread, Pair, Scenario
 
@@ -319,12 +319,6 @@ def test_broken_status_errors_end_to_end(pair: Pair, kind: str) -> None:
             assert isinstance(err, gt.TerminalError) and err.reason == raised.reason
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_translate.Translator.translate calls _classify.classify(err); _classify._pushback_ms iterates "
-    "err.trailing_metadata() unguarded, so a StatusError with broken trailing metadata raises TypeError "
-    "out of the interceptor and grpcio sends 'Exception calling application: <text>' (a leak, UNKNOWN)",
-)
 def test_status_error_with_broken_trailing_metadata_end_to_end(pair: Pair) -> None:
     raised = _broken_errors()[3]
     err = pair.run("unary_unary", Scenario(raise_=raised)).error
@@ -332,15 +326,9 @@ def test_status_error_with_broken_trailing_metadata_end_to_end(pair: Pair) -> No
     assert "Exception calling application" not in _wire(err)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=UnicodeEncodeError,
-    reason="_errors.TerminalError.__init__ builds the ProvisionFailureDetail from the raw detail; a lone "
-    "surrogate (e.g. from os.fsdecode) raises UnicodeEncodeError, so raising the terminal error in a "
-    "handler sends UNKNOWN (retryable) instead",
-)
 def test_terminal_error_with_a_lone_surrogate_in_its_detail_can_be_built() -> None:
-    err = gt.UserNotProvisionable("user \udcff from os.fsdecode")
+    err = gt.UserNotProvisionable("user \udcff from os.fsdecode?")
+    assert err.detail == "user \N{REPLACEMENT CHARACTER} from os.fsdecode?"
     assert encode(err).code is grpc.StatusCode.FAILED_PRECONDITION
 
 
@@ -364,3 +352,17 @@ def test_wrong_configuration_is_rejected_at_construction(
         with pytest.raises(error) as info:
             interceptor(**options)
         assert str(info.value)  # a clear message, not a bare exception
+
+
+def test_lone_surrogates_become_replacement_characters_and_nothing_else_changes() -> None:
+    err = gt.InvalidArgument(
+        "why? \ud800",
+        field_violations={"name\udcff": "what? \udfff"},
+        localized_message="¿qué? \ud800",
+    )
+    enc = encode(err)
+    assert enc.message == "why? \N{REPLACEMENT CHARACTER}"
+    back = decode(enc.code, enc.message, enc.trailing_metadata)
+    assert back.field_violations == [("name\N{REPLACEMENT CHARACTER}", "what? \N{REPLACEMENT CHARACTER}")]
+    assert back.localized_message is not None
+    assert back.localized_message.message == "¿qué? \N{REPLACEMENT CHARACTER}"
