@@ -12,7 +12,7 @@ GEN_OUT := grpc_terminal/_gen
 
 export GT_PROTOC_PYTHON := $(abspath $(GEN_VENV))/bin/python
 
-.PHONY: test lint proto demo interop bench fuzz soak test-floor clean
+.PHONY: test test-wheel lint proto demo interop bench fuzz soak test-floor clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,16 +26,35 @@ $(GEN_STAMP):
 	touch $@
 
 test: lint
-	$(BIN)/pytest --ignore=tests/interop -m "not slow"
+	GT_NO_SKIP=1 $(BIN)/pytest --ignore=tests/interop -m "not slow"
+
+# The suite against the built wheel installed in a clean environment: the
+# tests, examples and benchmarks are copied out of the tree so that
+# grpc_terminal can only be imported from site-packages.
+WHEEL_VENV := .venv-wheel
+WHEEL_RUN := build/wheel-tests
+test-wheel: $(GEN_STAMP)
+	rm -rf dist $(WHEEL_VENV) $(WHEEL_RUN)
+	$(PYTHON) -m venv $(WHEEL_VENV)
+	$(WHEEL_VENV)/bin/pip install -q --upgrade pip
+	$(WHEEL_VENV)/bin/pip wheel -q --no-deps -w dist .
+	$(WHEEL_VENV)/bin/pip install -q "$$(ls dist/grpc_terminal-*.whl)[dev,tenacity,api-core,temporal]"
+	mkdir -p $(WHEEL_RUN)
+	cp -r tests examples benchmarks fuzz proto README.md pyproject.toml $(WHEEL_RUN)/
+	cd $(WHEEL_RUN) && GT_NO_SKIP=1 GT_EXPECT_INSTALLED=1 ../../$(WHEEL_VENV)/bin/python -m pytest \
+	  -p no:cacheprovider --ignore=tests/interop -m "not slow" tests
 
 lint: $(STAMP) $(GEN_STAMP)
 	$(BIN)/ruff check grpc_terminal tests examples benchmarks
 	$(BIN)/mypy
 	cd proto && ../$(GEN_VENV)/bin/buf lint
 
+# The .proto travels in the wheel beside its generated code (like the google/rpc
+# protos in googleapis-common-protos): -I <site-packages>/grpc_terminal/_gen.
 proto: $(GEN_STAMP)
 	PATH="$(abspath $(GEN_VENV))/bin:$$PATH" $(GEN_VENV)/bin/python -m grpc_tools.protoc \
 	  -Iproto --python_out=$(GEN_OUT) --mypy_out=$(GEN_OUT) $(PROTO)
+	cp $(PROTO) $(GEN_OUT)/$(PROTO:proto/%=%)
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.provisioner.demo
@@ -64,4 +83,4 @@ test-floor: $(GEN_STAMP)
 	  --ignore=tests/extras tests
 
 clean:
-	rm -rf $(VENV) $(GEN_VENV) .venv-floor .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(GEN_VENV) .venv-floor $(WHEEL_VENV) build dist .mypy_cache .pytest_cache .ruff_cache

@@ -6,6 +6,7 @@ import filecmp
 import os
 import pathlib
 import subprocess
+import sysconfig
 
 import pytest
 from google.protobuf import any_pb2
@@ -14,7 +15,9 @@ import grpc_terminal as gt
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO = "c1/connector/v2/annotation_provision_failure.proto"
-GEN = ROOT / "grpc_terminal" / "_gen"
+# The package under test: the source tree under `make test`, site-packages under `make test-wheel`.
+PACKAGE = pathlib.Path(gt.__file__).resolve().parent
+GEN = PACKAGE / "_gen"
 
 
 def test_names_and_numbers() -> None:
@@ -62,3 +65,19 @@ def test_committed_code_matches_make_proto(tmp_path: pathlib.Path) -> None:
         fresh, committed = tmp_path / rel, GEN / rel
         assert committed.exists(), f"{committed.name} is not committed"
         assert filecmp.cmp(fresh, committed, shallow=False), f"{rel} is stale: run make proto"
+
+
+def test_the_package_carries_its_types_and_its_proto() -> None:
+    assert (PACKAGE / "py.typed").is_file()
+    assert (GEN / PROTO.replace(".proto", "_pb2.pyi")).is_file()
+    shipped = GEN / PROTO
+    assert shipped.is_file(), "the .proto is not shipped beside its generated code: run make proto"
+    assert shipped.read_bytes() == (ROOT / "proto" / PROTO).read_bytes(), "stale copy: run make proto"
+
+
+def test_installed_package_is_the_one_under_test() -> None:
+    if not os.environ.get("GT_EXPECT_INSTALLED"):
+        pytest.skip("GT_EXPECT_INSTALLED is not set (make test-wheel sets it)")
+    site = pathlib.Path(sysconfig.get_paths()["purelib"]).resolve()
+    assert PACKAGE.is_relative_to(site), f"grpc_terminal was imported from {PACKAGE}, not from {site}"
+    assert not (PACKAGE.parent / "pyproject.toml").exists()
