@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -199,13 +199,26 @@ def _slot_value(exc: StatusError, attr: str, cls: type[Message]) -> Message | No
             type(exc).__name__, attr, type(value).__name__, cls.DESCRIPTOR.full_name,
         )
         return None
-    copied = cls()
-    copied.CopyFrom(value)
+    return value
+
+
+_M = TypeVar("_M", bound=Message)
+
+
+def _copy(message: _M) -> _M:
+    copied = type(message)()
+    copied.CopyFrom(message)
     return copied
 
 
 class _Draft:
-    """A mutable copy of one status while it is fitted into the budget."""
+    """One status while it is fitted into the budget.
+
+    ``slots`` start as the raised error's own messages, copied only where they
+    must differ (a cut detail, a default domain): a status that fits costs no
+    copies. Before any shrinking step :meth:`own` copies them all, so fitting
+    never changes the raised error.
+    """
 
     def __init__(
         self, exc: StatusError, domain: str, debug: bool, app_md: list[Any], budget: int
@@ -233,18 +246,30 @@ class _Draft:
         pfd = self.slots.get("_failure_detail")
         self.terminal = pfd is not None
         if isinstance(pfd, ProvisionFailureDetail):
-            pfd.detail = _truncate(clean_text(pfd.detail), cap)
+            detail = _truncate(clean_text(pfd.detail), cap)
+            if detail != pfd.detail:
+                pfd = self.slots["_failure_detail"] = _copy(pfd)
+                pfd.detail = detail
         retry = self.slots.get("_retry_info")
         self.retry_delay: float | None = None
         if isinstance(retry, ed.RetryInfo) and retry.HasField("retry_delay"):
             self.retry_delay = delay_from_duration(retry.retry_delay)
         info = self.slots.get("error_info")
         if isinstance(info, ed.ErrorInfo) and not info.domain:
+            info = self.slots["error_info"] = _copy(info)
             info.domain = domain
         if not debug:
             self.slots.pop("debug_info", None)
         extras = getattr(exc, "extra_details", None) or []
-        self.extras: list[any_pb2.Any] = [copy.deepcopy(x) for x in extras if type(x) is any_pb2.Any]
+        self.extras: list[any_pb2.Any] = [x for x in extras if type(x) is any_pb2.Any]
+        self._owned = False
+
+    def own(self) -> None:
+        """Copy every message, so shrinking steps may change them."""
+        if not self._owned:
+            self.slots = {attr: _copy(msg) for attr, msg in self.slots.items()}
+            self.extras = [copy.deepcopy(x) for x in self.extras]
+            self._owned = True
 
     def status(self) -> status_pb2.Status:
         details = []
@@ -376,6 +401,7 @@ def _fit(draft: _Draft, budget: int) -> Encoded:
     original = encoded.size()
     if original <= budget:
         return encoded
+    draft.own()
     for name, step in zip(SHRINK_ORDER, _STEPS, strict=False):
         changed = False
         while encoded.size() > budget and step(draft):
@@ -444,7 +470,7 @@ def _minimal(exc: object, budget: int) -> Encoded:
         draft.code, draft.app_md, draft.shrunk, draft.extras = code, [], [], []
         message = getattr(exc, "message", "")
         draft.message = clean_text(message) if isinstance(message, str) else ""
-        draft.slots, draft.terminal, draft.retry_delay = {}, False, None
+        draft.slots, draft.terminal, draft.retry_delay, draft._owned = {}, False, None, True
         pfd: object = getattr(exc, "_failure_detail", None)
         if isinstance(pfd, ProvisionFailureDetail):
             slim = ProvisionFailureDetail()
@@ -619,17 +645,21 @@ def _parse_status(code: grpc.StatusCode, trailers: Metadata) -> status_pb2.Statu
     return None
 
 
-def _usable(details: Iterable[any_pb2.Any]) -> list[any_pb2.Any]:
-    """``details`` without known types that fail to unpack (unknown types are kept)."""
-    out: list[any_pb2.Any] = []
+def _usable(details: Iterable[any_pb2.Any]) -> list[tuple[any_pb2.Any, Message | None]]:
+    """``details`` each unpacked once: known types that fail to unpack are dropped,
+    unknown types kept packed (``None`` beside them)."""
+    out: list[tuple[any_pb2.Any, Message | None]] = []
     for packed in details:
         try:
             slot = DETAIL_SLOTS.get(packed.TypeName())
-            if slot is not None and not packed.Unpack(slot[1]()):
+            if slot is None:
+                out.append((packed, None))
                 continue
+            unpacked = slot[1]()
+            if packed.Unpack(unpacked):
+                out.append((packed, unpacked))
         except Exception:
             continue
-        out.append(packed)
     return out
 
 
@@ -651,13 +681,9 @@ def decode(code: Any, message: Any, trailing_metadata: Any) -> StatusError:
         trailers = read_metadata(trailing_metadata)
         status = _parse_status(code, trailers)
         details = _usable(status.details) if status is not None else []
-        reason = None
-        for packed in details:
-            if packed.TypeName() == ProvisionFailureDetail.DESCRIPTOR.full_name:
-                pfd = ProvisionFailureDetail()
-                if packed.Unpack(pfd):
-                    reason = int(pfd.reason)
-                    break
+        reason = next(
+            (int(msg.reason) for _, msg in details if isinstance(msg, ProvisionFailureDetail)), None
+        )
         cls = class_for(code, reason)
         try:
             return cls._decoded(code, message, details, trailers)

@@ -182,16 +182,21 @@ class StatusError(grpc.RpcError):
     def _default_error_reason(self) -> str:
         return self._code.name
 
-    def _attach(self, message: Message) -> None:
-        """Put a detail in its slot; unknown types (and repeats) go to extra_details."""
+    def _attach(self, message: Message, unpacked: Message | None = None) -> None:
+        """Put a detail in its slot; unknown types (and repeats) go to extra_details.
+
+        ``unpacked`` is ``message`` (an ``Any``) already unpacked by the caller.
+        """
         if not isinstance(message, Message):
             raise TypeError(f"details must be protobuf messages, got {type(message).__name__}")
         if isinstance(message, any_pb2.Any):
-            name = message.TypeName()
-            slot = _details.DETAIL_SLOTS.get(name)
+            slot = _details.DETAIL_SLOTS.get(message.TypeName())
             if slot is not None and getattr(self, slot[0]) is None:
-                unpacked = slot[1]()
-                if message.Unpack(unpacked):
+                if unpacked is None:
+                    unpacked = slot[1]()
+                    if not message.Unpack(unpacked):
+                        unpacked = None
+                if unpacked is not None:
                     setattr(self, slot[0], unpacked)
                     return
             self.extra_details.append(message)
@@ -207,18 +212,22 @@ class StatusError(grpc.RpcError):
         cls,
         code: grpc.StatusCode,
         message: str,
-        details: Iterable[any_pb2.Any],
+        details: Iterable[tuple[any_pb2.Any, Message | None]],
         trailing_metadata: Metadata,
     ) -> StatusError:
-        """Build an instance from a received status without validating it."""
+        """Build an instance from a received status without validating it.
+
+        ``details`` are ``(packed, unpacked)`` pairs, ``unpacked`` None for
+        types this version does not know.
+        """
         obj = cls.__new__(cls)
         BaseException.__init__(obj, message)
         obj.message = message
         obj._code = code
         obj._received = True
         obj.extra_details = []
-        for packed in details:
-            obj._attach(packed)
+        for packed, unpacked in details:
+            obj._attach(packed, unpacked)
         obj._trailing_metadata = trailing_metadata
         return obj
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 import grpc_terminal as gt
 from grpc_terminal._codec import TRUNCATED_KEY, TRUNCATION_MARK, encode
+from grpc_terminal._details import DETAIL_SLOTS
 
 from harness import KINDS, SERVICE, Msg, Pair, Scenario, SyncServer, register
 from strategies import oversized_errors, status_errors
@@ -173,6 +174,25 @@ def test_encode_always_fits_the_budget(err: gt.StatusError) -> None:
 @given(err=status_errors(), budget=st.integers(900, 8192))
 def test_encode_fits_any_budget(err: gt.StatusError, budget: int) -> None:
     assert encode(err, budget=budget).size() <= budget
+
+
+def _snapshot(err: gt.StatusError) -> list[object]:
+    return [err.message, err.trailing_metadata()] + [
+        None if (msg := getattr(err, attr)) is None else msg.SerializeToString(deterministic=True)
+        for attr, _ in DETAIL_SLOTS.values()
+    ] + [x.SerializeToString() for x in err.extra_details]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
+@given(err=st.one_of(status_errors(), oversized_errors()), budget=st.integers(900, 8192))
+def test_encoding_never_changes_the_raised_error(err: gt.StatusError, budget: int) -> None:
+    """Shrinking works on copies: the same error can be raised (and encoded) again and again."""
+    before = _snapshot(err)
+    first = encode(err, budget=budget)
+    assert _snapshot(err) == before
+    assert encode(err, budget=budget) == first
 
 
 # -- the count is not an underestimate: a real client with a tight metadata limit -----
