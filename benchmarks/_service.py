@@ -45,7 +45,11 @@ STREAM_RESPONSES = 10
 TERMINAL_MESSAGE = "Okta E0000038: user 'jdoe' is SUSPENDED"
 
 SERVER_VARIANTS = ("none", "passthrough", "noop", "ours", "grpc-interceptor")
-CLIENT_VARIANTS = ("none", "noop", "ours", "proxy")
+# "ours" is what a user gets by default: gt.intercept_channel / gt.aio_intercept_channel
+# (multicallables wrapped, no interceptor chain); "ours-interceptors" is the same
+# conversion as grpc interceptors (gt.aio_interceptors(), and what
+# intercept_channel(retry=...) builds on).
+CLIENT_VARIANTS = ("none", "noop", "ours", "ours-interceptors", "proxy")
 
 
 def server_variants() -> tuple[str, ...]:
@@ -361,6 +365,10 @@ def sync_client_interceptors(variant: str) -> list[Any] | None:
         return [_SyncClientNoop()]
     if variant in ("ours", "proxy"):
         return []  # gt.intercept_channel / SyncProxyChannel
+    if variant == "ours-interceptors":
+        from grpc_terminal._client import _SyncInterceptor
+
+        return [_SyncInterceptor()]
     raise ValueError(f"unknown client variant {variant!r}")
 
 
@@ -369,8 +377,8 @@ def aio_client_interceptors(variant: str) -> list[Any] | None:
         return None
     if variant == "noop":
         return [_AioUUNoop(), _AioUSNoop()]
-    if variant == "ours":
+    if variant == "ours-interceptors":
         return list(gt.aio_interceptors())
-    if variant == "proxy":
-        return None  # AioProxyChannel around the raw channel
+    if variant in ("ours", "proxy"):
+        return None  # gt.aio_intercept_channel / AioProxyChannel around the raw channel
     raise ValueError(f"unknown client variant {variant!r}")

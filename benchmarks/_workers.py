@@ -162,7 +162,12 @@ class _AioDriver:
             interceptors = svc.aio_client_interceptors(self.variant)
             raw = grpc.aio.insecure_channel(f"127.0.0.1:{port}", interceptors=interceptors)
             await asyncio.wait_for(raw.channel_ready(), _TIMEOUT)
-            self.channels[port] = (raw, svc.AioProxyChannel(raw) if self.variant == "proxy" else raw)
+            wrapped: Any = raw
+            if self.variant == "proxy":
+                wrapped = svc.AioProxyChannel(raw)
+            elif self.variant == "ours":
+                wrapped = gt.aio_intercept_channel(raw)
+            self.channels[port] = (raw, wrapped)
         return self.channels[port][1]
 
     async def _run(self, port: int, kind: str, mode: str, n: int, concurrency: int) -> dict[str, Any]:

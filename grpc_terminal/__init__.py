@@ -15,7 +15,7 @@ from grpc_terminal._classify import (
     is_terminal,
     retry_delay,
 )
-from grpc_terminal._client import aio_interceptors, intercept_channel
+from grpc_terminal._client import aio_intercept_channel, aio_interceptors, intercept_channel
 from grpc_terminal._codec import (
     DEFAULT_DOMAIN,
     PUSHBACK_KEY,
@@ -109,6 +109,7 @@ __all__ = [
     "ValidationFailure",
     "Verdict",
     "__version__",
+    "aio_intercept_channel",
     "aio_interceptors",
     "classify",
     "code_for_reason",

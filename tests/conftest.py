@@ -38,7 +38,9 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
     _forbid_skip(outcome.get_result())
 
 
-# (server, client): "aio-sync-handlers" is an aio server whose handlers are plain functions.
+# (server, client): "aio-sync-handlers" is an aio server whose handlers are plain
+# functions; the "aio" client is a channel built with aio_interceptors(), the
+# "aio-channel" client one wrapped by aio_intercept_channel().
 COMBOS = [
     ("sync", "sync"),
     ("aio", "aio"),
@@ -46,6 +48,8 @@ COMBOS = [
     ("aio", "sync"),
     ("aio-sync-handlers", "aio"),
     ("aio-sync-handlers", "sync"),
+    ("aio", "aio-channel"),
+    ("sync", "aio-channel"),
 ]
 
 

@@ -288,10 +288,14 @@ class SyncClient:
 
 
 class AioClient:
-    def __init__(self, loop: LoopThread, port: int, **options: Any) -> None:
+    """An aio client: ``aio_interceptors(**options)``, or ``aio_intercept_channel`` when ``wrap``."""
+
+    def __init__(self, loop: LoopThread, port: int, wrap: bool = False, **options: Any) -> None:
         self.lt = loop
 
         async def make() -> Any:
+            if wrap:
+                return gt.aio_intercept_channel(grpc.aio.insecure_channel(f"127.0.0.1:{port}"))
             return grpc.aio.insecure_channel(
                 f"127.0.0.1:{port}", interceptors=gt.aio_interceptors(**options)
             )
@@ -341,7 +345,7 @@ class Pair:
         if client_kind == "sync":
             self.client: Any = SyncClient(self.server.port, **co)
         else:
-            self.client = AioClient(loop, self.server.port, **co)
+            self.client = AioClient(loop, self.server.port, wrap=(client_kind == "aio-channel"), **co)
         self.server_kind, self.client_kind = server_kind, client_kind
 
     def run(self, kind: str, scenario: Scenario, timeout: float = 10) -> Outcome:

@@ -46,7 +46,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
 
     assert set(data["client_success"]) == {"sync unary", "sync stream", "aio unary", "aio stream"}
     for variants in data["client_success"].values():
-        assert set(variants) == {"none", "noop", "ours", "proxy"}
+        assert set(variants) == {"none", "noop", "ours", "ours-interceptors", "proxy"}
         for r in variants.values():
             _summary(r["cpu_us_per_rpc"])
             assert r["outcomes"] == ["ok"]

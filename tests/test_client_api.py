@@ -81,11 +81,20 @@ def test_sync_call_forms(sync_server: SyncServer) -> None:
         _check(future.exception())  # type: ignore[arg-type]
 
 
-def test_aio_call_forms(aio_server: AioServer, loop_thread: LoopThread) -> None:
+def _aio_channel(port: int, how: str) -> grpc.aio.Channel:
+    target = f"127.0.0.1:{port}"
+    if how == "aio_intercept_channel":
+        return gt.aio_intercept_channel(grpc.aio.insecure_channel(target))
+    return grpc.aio.insecure_channel(target, interceptors=gt.aio_interceptors())
+
+
+AIO_CLIENTS = ["aio_interceptors", "aio_intercept_channel"]
+
+
+@pytest.mark.parametrize("how", AIO_CLIENTS)
+def test_aio_call_forms(aio_server: AioServer, loop_thread: LoopThread, how: str) -> None:
     async def scenario() -> None:
-        async with grpc.aio.insecure_channel(
-            f"127.0.0.1:{aio_server.port}", interceptors=gt.aio_interceptors()
-        ) as channel:
+        async with _aio_channel(aio_server.port, how) as channel:
             unary = channel.unary_unary(f"/{SERVICE}/Unary", **CODEC)
             call = unary(Msg(value=_terminal()), timeout=5)
             with pytest.raises(gt.LicenseExhausted) as info:
@@ -135,13 +144,14 @@ def test_aio_interceptors_are_one_instance_per_kind() -> None:
     assert len({id(i) for i in interceptors}) == len(interceptors)
 
 
-def test_aio_cancellation_by_client_passes_through(aio_server: AioServer, loop_thread: LoopThread) -> None:
+@pytest.mark.parametrize("how", AIO_CLIENTS)
+def test_aio_cancellation_by_client_passes_through(
+    aio_server: AioServer, loop_thread: LoopThread, how: str
+) -> None:
     key = register(Scenario(responses=1, sleep=0.0))
 
     async def scenario() -> None:
-        async with grpc.aio.insecure_channel(
-            f"127.0.0.1:{aio_server.port}", interceptors=gt.aio_interceptors()
-        ) as channel:
+        async with _aio_channel(aio_server.port, how) as channel:
             slow = channel.unary_unary(f"/{SERVICE}/Unary", **CODEC)
             call = slow(Msg(value=register(Scenario(sleep=2.0))), timeout=5)
             await asyncio.sleep(0.1)
@@ -153,5 +163,24 @@ def test_aio_cancellation_by_client_passes_through(aio_server: AioServer, loop_t
             # The channel still works afterwards.
             ok = await channel.unary_unary(f"/{SERVICE}/Unary", **CODEC)(Msg(value=key), timeout=5)
             assert ok.value == "ok"
+
+    loop_thread.run(scenario())
+
+
+def test_aio_intercept_channel_delegates_the_channel_surface(
+    aio_server: AioServer, loop_thread: LoopThread
+) -> None:
+    async def scenario() -> None:
+        raw = grpc.aio.insecure_channel(f"127.0.0.1:{aio_server.port}")
+        channel = gt.aio_intercept_channel(raw)
+        assert isinstance(channel, grpc.aio.Channel)
+        await asyncio.wait_for(channel.channel_ready(), 5)
+        assert channel.get_state() is grpc.ChannelConnectivity.READY
+        ok = await channel.unary_unary(f"/{SERVICE}/Unary", **CODEC)(
+            Msg(value=register(Scenario())), timeout=5
+        )
+        assert ok.value == "ok"
+        await channel.close()
+        assert raw.get_state() is grpc.ChannelConnectivity.SHUTDOWN
 
     loop_thread.run(scenario())
