@@ -71,7 +71,7 @@ fuzz: $(STAMP)
 	  -max_total_time=$${FUZZ_SECONDS:-60} fuzz/corpus
 
 soak: $(STAMP)
-	$(BIN)/pytest -m slow -p no:cacheprovider tests/test_soak.py
+	$(BIN)/pytest -m slow -s -p no:cacheprovider -p no:logging tests/test_soak.py
 
 # The declared dependency floors, in an environment of their own.
 test-floor: $(GEN_STAMP)
