@@ -55,7 +55,7 @@ class Config:
 
 
 FULL = Config(
-    reps=6, unary_rpcs=1000, stream_rpcs=400, failing_rpcs=600, warmup_rpcs=200, concurrency=1,
+    reps=8, unary_rpcs=1000, stream_rpcs=800, failing_rpcs=600, warmup_rpcs=200, concurrency=1,
     codec_samples=21, codec_target_s=0.05, retry_reps=3,
     initial_backoff=0.1, max_backoff=1.0, multiplier=2.0,
 )
