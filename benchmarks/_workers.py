@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import multiprocessing
 import multiprocessing.connection
+import os
 import threading
 import time
 from concurrent import futures
@@ -28,6 +29,17 @@ from benchmarks import _service as svc
 __all__ = ["ClientProc", "ServerProc"]
 
 _CTX = multiprocessing.get_context("spawn")
+
+# With two CPUs or more, servers run on CPU 0 and clients on CPU 1, so a
+# sample's client and server do not take turns on one core (and the numbers
+# say what one process spent, not how the scheduler placed it).
+SERVER_CPU, CLIENT_CPU = 0, 1
+
+
+def _pin(cpu: int) -> None:
+    available = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    if len(available) >= 2 and cpu in available:
+        os.sched_setaffinity(0, {cpu})
 _TIMEOUT = 60.0
 _RPC_TIMEOUT = 10.0
 
@@ -36,6 +48,7 @@ _RPC_TIMEOUT = 10.0
 
 
 def _serve(conn: multiprocessing.connection.Connection, style: str, variant: str, workers: int) -> None:
+    _pin(SERVER_CPU)
     if style == "sync":
         server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=workers),
@@ -214,6 +227,7 @@ class _AioDriver:
 
 
 def _drive(conn: multiprocessing.connection.Connection, style: str, variant: str) -> None:
+    _pin(CLIENT_CPU)
     driver: _SyncDriver | _AioDriver = _SyncDriver(variant) if style == "sync" else _AioDriver(variant)
     conn.send("ready")
     try:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import logging
@@ -28,6 +29,7 @@ from benchmarks._stats import summarize
 from benchmarks._workers import ClientProc, ServerProc, measure
 from benchmarks.codec import run_codec
 from benchmarks.retry import run_retry
+from benchmarks.wrapper import run_wrapper
 
 __all__ = ["Config", "main", "run"]
 
@@ -98,23 +100,27 @@ def _success_benchmarks(cfg: Config, log: Any) -> dict[str, Any]:
         log("grpc-interceptor is not installed: its variant is left out")
     servers = {(style, v): ServerProc(style, v) for style in STYLES for v in variants}
     clients = {(style, v): ClientProc(style, v) for style in STYLES for v in svc.CLIENT_VARIANTS}
+    # The failure path has processes of its own: a process that served or
+    # received failures costs more per RPC afterwards, which would bias the
+    # success rows of whichever variants took part.
+    failing = {(style, v): (ServerProc(style, v), ClientProc(style, v))
+               for style in STYLES for v in ("none", "ours")}
     try:
-        for proc in clients.values():
+        for proc in [*clients.values(), *(c for _, c in failing.values())]:
             proc.wait_ready()
         driver = clients[("aio", "none")]
         client_server = servers[("aio", "none")]
         conc = {"sync": 1, "aio": cfg.concurrency}
         log("warming up")
-        for (_style, variant), server in servers.items():
+        for server in servers.values():
             for kind in svc.KINDS:
                 driver.run(server.port, kind, "ok", cfg.warmup_rpcs, cfg.concurrency)
-            if variant in ("none", "ours"):
-                driver.run(server.port, "unary", "abort" if variant == "none" else "raise",
-                           cfg.warmup_rpcs, cfg.concurrency)
         for (style, _variant), client in clients.items():
             for kind in svc.KINDS:
                 client.run(client_server.port, kind, "ok", cfg.warmup_rpcs, conc[style])
-        clients[("sync", "ours")].run(servers[("sync", "ours")].port, "unary", "raise", cfg.warmup_rpcs, 1)
+        for (style, variant), (server, client) in failing.items():
+            client.run(server.port, "unary", "abort" if variant == "none" else "raise",
+                       cfg.warmup_rpcs, conc[style])
 
         server_rows: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
             (style, kind): {v: [] for v in variants} for style in STYLES for kind in svc.KINDS
@@ -143,15 +149,13 @@ def _success_benchmarks(cfg: Config, log: Any) -> dict[str, Any]:
                 for variant in _rotated(("context.abort", "ours"), rep):
                     key = "none" if variant == "context.abort" else "ours"
                     mode = "abort" if variant == "context.abort" else "raise"
+                    server, client = failing[(style, key)]
                     failure_rows[style][variant].append(
-                        measure(servers[(style, key)], clients[(style, key)], "unary", mode,
-                                cfg.failing_rpcs, conc[style])
+                        measure(server, client, "unary", mode, cfg.failing_rpcs, conc[style])
                     )
     finally:
-        for client in clients.values():
-            client.close()
-        for server in servers.values():
-            server.close()
+        for proc in [*clients.values(), *servers.values(), *(p for pair in failing.values() for p in pair)]:
+            proc.close()
 
     def section(rows: dict[str, list[dict[str, Any]]], field: str) -> dict[str, Any]:
         values = _group(rows, field)
@@ -207,7 +211,14 @@ def _machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             return "absent"
 
+    model = ""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        models = (line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+        model = next(models, "")
     return {
+        "cpu_model": model or platform.processor() or platform.machine(),
+        "servers_and_clients_pinned": len(os.sched_getaffinity(0)) >= 2 if hasattr(os, "sched_getaffinity")
+        else False,
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
@@ -231,6 +242,8 @@ def run(cfg: Config, log: Any = print) -> dict[str, Any]:
         "config": asdict(cfg),
     }
     result.update(_success_benchmarks(cfg, log))
+    log("client success path: the wrapper alone, in process")
+    result["client_wrapper"] = run_wrapper(cfg.codec_samples, cfg.codec_target_s)
     log("failure path: encode / decode")
     result["codec"] = run_codec(cfg.codec_samples, cfg.codec_target_s)
     log("retry: giving up on a terminal failure")
@@ -284,6 +297,19 @@ def render(result: dict[str, Any]) -> str:
     out.append(_table("Client, success path: client process CPU µs per RPC",
                       ["client", "interceptor", "CPU µs/RPC", "vs none"], rows))
     rows = []
+    wrapper = result["client_wrapper"]
+    for name, r in wrapper.items():
+        if not name.startswith("_"):
+            rows.append([name, _spread(r, ".2f"), ""])
+    for style in ("sync", "aio"):
+        added = wrapper[f"_{style}_added_us"]
+        base = result["client_success"][f"{style} unary"]["none"]["cpu_us_per_rpc"]["median"]
+        rows.append([f"{style}: added by the wrapper", _spread(added, ".2f"),
+                     f"{added['median'] / base * 100:+.2f}% of a {base:.0f} µs unary call"])
+    out.append(_table(
+        "Client, success path, in process: µs per call through the wrapper (fakes answer at once)",
+        ["case", "µs", "share of an RPC"], rows))
+    rows = []
     for group, variants in result["failure_e2e"].items():
         for variant, r in variants.items():
             rows.append([group, variant, _spread(r["server_cpu_us_per_rpc"], ".1f"),
@@ -313,7 +339,9 @@ def render(result: dict[str, Any]) -> str:
     m = result["machine"]
     out.append(
         f"Python {m['python']}, grpcio {m['grpcio']}, protobuf {m['protobuf']} ({m['protobuf_backend']}), "
-        f"grpc-interceptor {m['grpc_interceptor']}, {m['cpus']} CPUs; run took {result['duration_s']:.0f} s."
+        f"grpc-interceptor {m['grpc_interceptor']}, {m['cpus']} CPUs ({m.get('cpu_model', '?')}"
+        f"{', servers on CPU 0 and clients on CPU 1' if m.get('servers_and_clients_pinned') else ''}); "
+        f"run took {result['duration_s']:.0f} s."
     )
     return "\n".join(out)
 

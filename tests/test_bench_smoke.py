@@ -60,6 +60,11 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert variants["ours"]["outcomes"] == ["UserNotProvisionable"]
         assert variants["context.abort"]["outcomes"] != ["UserNotProvisionable"]
 
+    wrapper = data["client_wrapper"]
+    for name in ("sync direct", "sync intercept_channel", "aio direct", "aio aio_intercept_channel",
+                 "_sync_added_us", "_aio_added_us"):
+        _summary(wrapper[name])
+
     codec = data["codec"]
     cases = [name for name in codec if not name.startswith("_")]
     assert len(cases) == 5
