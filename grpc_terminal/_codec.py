@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import collections
-import copy
 import logging
 import re
 from collections.abc import Callable, Iterable
@@ -268,7 +267,7 @@ class _Draft:
         """Copy every message, so shrinking steps may change them."""
         if not self._owned:
             self.slots = {attr: _copy(msg) for attr, msg in self.slots.items()}
-            self.extras = [copy.deepcopy(x) for x in self.extras]
+            self.extras = [_copy(x) for x in self.extras]
             self._owned = True
 
     def status(self) -> status_pb2.Status:
