@@ -235,7 +235,7 @@ def intercept_channel(channel: grpc.Channel, *, retry: Any = None) -> grpc.Chann
     """
     if retry is None:
         return _TypedChannel(channel)
-    from grpc_terminal._retry import sync_retry_interceptor
+    from grpc_terminal._retrying import sync_retry_interceptor
 
     return grpc.intercept_channel(channel, sync_retry_interceptor(retry), _SyncInterceptor())
 
@@ -431,7 +431,7 @@ def aio_interceptors(*, retry: Any = None) -> list[grpc.aio.ClientInterceptor]:
     """
     interceptors: list[grpc.aio.ClientInterceptor] = []
     if retry is not None:
-        from grpc_terminal._retry import aio_retry_interceptors
+        from grpc_terminal._retrying import aio_retry_interceptors
 
         interceptors.extend(aio_retry_interceptors(retry))
     typed: list[Any] = [_AioUnaryUnary(), _AioUnaryStream(), _AioStreamUnary(), _AioStreamStream()]
