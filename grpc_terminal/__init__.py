@@ -62,7 +62,7 @@ from grpc_terminal._reason import ProvisionFailureDetail, Reason, code_for_reaso
 from grpc_terminal._retry import RetryBudget, RetryHistory, RetryPolicy, StopReason, service_config
 from grpc_terminal._server import AsyncServerInterceptor, ServerInterceptor
 from grpc_terminal._status import to_status
-from grpc_terminal._translate import ErrorEvent
+from grpc_terminal._translate import ErrorEvent, ErrorFactory, ErrorMapping
 from grpc_terminal._version import __version__
 
 __all__ = [
@@ -75,6 +75,8 @@ __all__ = [
     "DeadlineExceeded",
     "EXIT_CODES",
     "ErrorEvent",
+    "ErrorFactory",
+    "ErrorMapping",
     "FailedPrecondition",
     "HTTP_STATUS",
     "Internal",

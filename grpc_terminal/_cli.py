@@ -5,8 +5,18 @@ what it carries. VALUE (or standard input when it is absent or ``-``) is
 base64, standard or URL-safe, padded or not, possibly wrapped over lines,
 possibly still prefixed by its trailer name as ``grpcurl -v`` or a proxy log
 prints it (``grpc-status-details-bin: CAkS...``); on standard input it may
-also be the raw binary ``google.rpc.Status``. Exit status: 0 decoded, 2 bad
+also be the raw binary ``google.rpc.Status``. At most 1 MiB is read: larger
+input is refused without being read to its end. Exit status: 0 decoded, 2 bad
 input or usage.
+
+Everything printed is safe on a terminal whatever the peer put in the status:
+every character that is not printable (C0 and C1 controls such as ``ESC``,
+``CR`` or ``DEL``, bidirectional overrides such as U+202E, line separators,
+other invisible format characters) is escaped as ``\\uXXXX`` text, and a
+text-report value holding one is shown as a quoted JSON string. Output never
+fails on the encoding of standard output: characters it cannot represent
+are written as backslash escapes (JSON output then falls back to
+``\\uXXXX`` escapes, so it stays valid JSON).
 """
 
 from __future__ import annotations
@@ -65,7 +75,7 @@ def read_value(data: bytes, *, allow_raw: bool = True) -> bytes:
     if not data.strip():
         raise BadInput("no input: pass a grpc-status-details-bin value or pipe one on stdin")
     if len(data) > _MAX_INPUT:
-        raise BadInput(f"input too large ({len(data)} bytes; the limit is {_MAX_INPUT})")
+        raise BadInput(f"input too large (the limit is {_MAX_INPUT} bytes)")
     text = _as_text(data)
     if text is None:
         if allow_raw:
@@ -143,10 +153,45 @@ def summary(status: status_pb2.Status) -> dict[str, Any]:
     return out
 
 
+def _escape_char(char: str) -> str:
+    """``char`` as a JSON escape (a surrogate pair beyond the BMP)."""
+    number = ord(char)
+    if number < 0x10000:
+        return f"\\u{number:04x}"
+    number -= 0x10000
+    return f"\\u{0xD800 + (number >> 10):04x}\\u{0xDC00 + (number & 0x3FF):04x}"
+
+
+def _escape_unprintable(text: str, keep: str = "") -> str:
+    """``text`` with every character that is not printable (but ``keep`` and spaces) escaped.
+
+    Not printable is Python's ``str.isprintable`` rule: C0 and C1 controls
+    (``ESC``, ``CR``, ``DEL``, ``CSI``...), format characters (bidirectional
+    overrides such as U+202E, zero-width characters), line and paragraph
+    separators, surrogates, private-use and unassigned code points, and
+    spaces other than U+0020. None of them reaches a terminal raw.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " or c in keep else _escape_char(c) for c in text)
+
+
+def _quoted(value: str) -> str:
+    """``value`` as a JSON string literal holding only printable characters."""
+    return _escape_unprintable(json.dumps(value, ensure_ascii=False))
+
+
 def _scalar(value: Any) -> str:
     if isinstance(value, str):
-        return value if value and value.strip() == value and "\n" not in value else json.dumps(value)
-    return json.dumps(value)
+        plain = value and value.strip() == value and value.isprintable()
+        return value if plain else _quoted(value)
+    return _escape_unprintable(json.dumps(value, ensure_ascii=False))
+
+
+def _key(value: Any) -> str:
+    """A mapping key or a type name in the text report: as is when printable, else quoted."""
+    text = str(value)
+    return text if text and text.isprintable() and ":" not in text else _quoted(text)
 
 
 def _render(value: Any, indent: int, lines: list[str]) -> None:
@@ -154,10 +199,10 @@ def _render(value: Any, indent: int, lines: list[str]) -> None:
     if isinstance(value, dict):
         for key, item in value.items():
             if isinstance(item, (dict, list)) and item:
-                lines.append(f"{pad}{key}:")
+                lines.append(f"{pad}{_key(key)}:")
                 _render(item, indent + 2, lines)
             else:
-                lines.append(f"{pad}{key}: {_scalar(item)}")
+                lines.append(f"{pad}{_key(key)}: {_scalar(item)}")
     elif isinstance(value, list):
         for item in value:
             if isinstance(item, dict) and item:
@@ -195,17 +240,73 @@ def format_text(info: dict[str, Any]) -> str:
     for index, detail in enumerate(details, 1):
         body = dict(detail)
         type_url = str(body.pop("@type", "?"))
-        lines.append(f"  [{index}] {type_url.rsplit('/', 1)[-1]}")
+        lines.append(f"  [{index}] {_key(type_url.rsplit('/', 1)[-1])}")
         _render(body, 6, lines)
-    return "\n".join(lines)
+    # Every peer value above is already escaped; this pass is the guarantee.
+    return "\n".join(_escape_unprintable(line) for line in lines)
+
+
+def format_json(value: Any, *, ascii_only: bool = False) -> str:
+    """``value`` as indented JSON with every unprintable character escaped.
+
+    ``json.dumps`` escapes only C0 controls; DEL, C1 controls, U+2028/U+2029
+    and bidirectional overrides would reach the terminal raw. With
+    ``ascii_only`` every non-ASCII character is escaped too.
+    """
+    text = json.dumps(value, indent=2, ensure_ascii=ascii_only)
+    # Raw newlines left by json.dumps are its own indentation: those in strings are escaped.
+    return _escape_unprintable(text, keep="\n")
+
+
+def _encodable(stream: TextIO, text: str) -> bool:
+    """Whether ``stream`` can encode ``text`` (streams without an encoding take any str)."""
+    encoding = getattr(stream, "encoding", None)
+    if not isinstance(encoding, str):
+        return True
+    try:
+        text.encode(encoding)
+    except UnicodeEncodeError:
+        return False
+    except LookupError:
+        return True
+    return True
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """Write ``text``; characters the stream's encoding cannot represent go as backslash escapes."""
+    if not _encodable(stream, text):
+        encoding = str(stream.encoding)
+        text = text.encode(encoding, "backslashreplace").decode(encoding, "replace")
+    stream.write(text)
+
+
+def _write_json(stream: TextIO, value: Any) -> None:
+    """Write ``value`` as JSON that stays valid JSON whatever the stream's encoding."""
+    text = format_json(value) + "\n"
+    if not _encodable(stream, text):
+        text = format_json(value, ascii_only=True) + "\n"
+    _write(stream, text)
+
+
+def _read_limited(stdin: Any) -> bytes:
+    """At most ``_MAX_INPUT + 1`` bytes of ``stdin`` (bytes or text): never the whole of a huge input."""
+    want = _MAX_INPUT + 1
+    chunks: list[bytes] = []
+    size = 0
+    while size < want:
+        chunk = stdin.read(want - size)
+        if not chunk:
+            break
+        if isinstance(chunk, str):
+            chunk = chunk.encode("utf-8", "surrogateescape")
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _cmd_decode(args: argparse.Namespace, stdin: Any, out: TextIO) -> int:
     if args.value is None or args.value == "-":
-        data = stdin.read()
-        if isinstance(data, str):
-            data = data.encode("utf-8", "surrogateescape")
-        raw = read_value(data)
+        raw = read_value(_read_limited(stdin))
     else:
         raw = read_value(args.value.encode("utf-8", "surrogateescape"), allow_raw=False)
     status = parse_status(raw)
@@ -214,13 +315,13 @@ def _cmd_decode(args: argparse.Namespace, stdin: Any, out: TextIO) -> int:
         if code is None or code is grpc.StatusCode.OK:
             raise BadInput(f"a problem object needs a failure code, not {status.code}")
         err = decode(code, status.message, ((STATUS_DETAILS_KEY, raw),))
-        out.write(json.dumps(problem(err), indent=2, ensure_ascii=False) + "\n")
+        _write_json(out, problem(err))
         return 0
     info = summary(status)
     if args.json:
-        out.write(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+        _write_json(out, info)
     else:
-        out.write(format_text(info) + "\n")
+        _write(out, format_text(info) + "\n")
     return 0
 
 
@@ -249,7 +350,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, stdin: Any = None, stdout: TextIO | None = None,
          stderr: TextIO | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 bad input or usage)."""
+    """Run the CLI; returns the exit status (0 ok, 2 bad input or usage).
+
+    ``argv`` is the argument list without the program name (default: the
+    process's). ``stdin`` is a binary (or text) stream read for a value
+    when none is given, at most 1 MiB of it (default: ``sys.stdin.buffer``).
+    ``stdout`` and ``stderr`` are text streams for the report and for errors
+    (default: the process's); what their encoding cannot represent is
+    written as backslash escapes, never an error.
+    """
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
     source = stdin if stdin is not None else sys.stdin.buffer
@@ -261,5 +370,5 @@ def main(argv: Sequence[str] | None = None, *, stdin: Any = None, stdout: TextIO
     try:
         return _cmd_decode(args, source, out)
     except BadInput as exc:
-        err.write(f"grpc_terminal decode: error: {exc}\n")
+        _write(err, f"grpc_terminal decode: error: {_escape_unprintable(str(exc))}\n")
         return 2

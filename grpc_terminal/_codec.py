@@ -28,6 +28,7 @@ from grpc_terminal._reason import ProvisionFailureDetail
 
 __all__ = [
     "DEFAULT_DOMAIN",
+    "MIN_BUDGET",
     "PUSHBACK_KEY",
     "SHRINK_ORDER",
     "STATUS_DETAILS_KEY",
@@ -55,16 +56,26 @@ DEFAULT_DOMAIN = "grpc-terminal"
 #: RESOURCE_EXHAUSTED.
 TRAILER_BUDGET = 4096
 
+#: The smallest budget that is always met, whatever the error carries: the
+#: irreducible status (code, reasons, retry delay, truncated message and
+#: detail) takes at most about 800 bytes. A smaller budget is met when it can
+#: be; otherwise the irreducible status is sent and the overrun logged.
+MIN_BUDGET = 1024
+
 #: What goes first when trailers would exceed the budget. Each step is applied
 #: until the trailers fit or the step has nothing left to remove (repeated
-#: violations are halved, latest first), then the next step starts. The code,
+#: violations are halved, latest first), then the next step starts. "Unknown
+#: fields" are the fields of a known detail that this version cannot read (a
+#: newer peer's, or junk), found in details relayed from a peer. The code,
 #: the ProvisionFailureDetail reason, the ErrorInfo reason and a truncated
-#: message and detail always survive; when anything was cut the ErrorInfo
-#: carries the metadata entry ``grpcTerminalTruncated: "true"`` and cut text
-#: ends with :data:`TRUNCATION_MARK`.
+#: message and detail always survive, and with the default budget the result
+#: always fits; when anything was cut the ErrorInfo carries the metadata
+#: entry ``grpcTerminalTruncated: "true"`` and cut text ends with
+#: :data:`TRUNCATION_MARK`.
 SHRINK_ORDER = (
     "DebugInfo",
     "unrecognised extra details",
+    "unknown fields of known details",
     "Help",
     "LocalizedMessage",
     "ResourceInfo",
@@ -182,6 +193,12 @@ def _truncate(text: str, limit: int) -> str:
         return text
     keep = max(0, limit - len(TRUNCATION_MARK))
     return raw[:keep].decode("utf-8", "ignore") + TRUNCATION_MARK
+
+
+def _error_reason(reason: str) -> str:
+    """An ErrorInfo reason cut to its longest valid length, 63 bytes (a peer's may be anything)."""
+    raw = reason.encode("utf-8")
+    return reason if len(raw) <= _MAX_ERROR_REASON else raw[:_MAX_ERROR_REASON].decode("utf-8", "ignore")
 
 
 def _slot_value(exc: StatusError, attr: str, cls: type[Message]) -> Message | None:
@@ -323,6 +340,15 @@ def _drop_extras(draft: _Draft) -> bool:
     return changed
 
 
+def _drop_unknown_fields(draft: _Draft) -> bool:
+    changed = False
+    for msg in draft.slots.values():
+        before = msg.ByteSize()
+        msg.DiscardUnknownFields()
+        changed = msg.ByteSize() != before or changed
+    return changed
+
+
 def _drop_error_metadata(draft: _Draft) -> bool:
     info = draft.slots.get("error_info")
     if isinstance(info, ed.ErrorInfo) and info.metadata:
@@ -349,6 +375,7 @@ def _drop_app_md(draft: _Draft) -> bool:
 _STEPS: tuple[Callable[[_Draft], bool], ...] = (
     _drop("debug_info"),
     _drop_extras,
+    _drop_unknown_fields,
     _drop("help"),
     _drop("localized_message"),
     _drop("resource_info"),
@@ -391,7 +418,7 @@ class _Texts:
             self.request.request_id = _truncate(self.request_id, max(limit, floor))
         if self.info is not None:
             self.info.domain = _truncate(self.domain, max(limit, floor))
-            self.info.reason = self.reason[:_MAX_ERROR_REASON]
+            self.info.reason = _error_reason(self.reason)
         return d.encoded()
 
 
@@ -426,12 +453,9 @@ def _fit(draft: _Draft, budget: int) -> Encoded:
             best = texts.apply(low)
         encoded = best
     if encoded.size() > budget:
-        # The irreducible status: code, reasons and the truncation mark.
+        # The irreducible status: code, reasons, retry delay and the truncation mark.
         draft.shrunk.append(SHRINK_ORDER[-1])
-        draft.slots.pop("request_info", None)
-        info = draft.slots.get("error_info")
-        if isinstance(info, ed.ErrorInfo):
-            info.domain = ""
+        _keep_irreducible(draft)
         texts = _Texts(draft)
         encoded = texts.apply(0, floor=0)
         if encoded.size() > budget:
@@ -445,6 +469,27 @@ def _fit(draft: _Draft, budget: int) -> Encoded:
         draft.code.name, original, budget, "; ".join(draft.shrunk), encoded.size(),
     )
     return encoded
+
+
+def _keep_irreducible(draft: _Draft) -> None:
+    """Rebuild the draft's details from their essential fields only: nothing
+    else (no unknown field, no domain, no RequestInfo) can survive."""
+    slots: dict[str, Message] = {}
+    pfd = draft.slots.get("_failure_detail")
+    if isinstance(pfd, ProvisionFailureDetail):
+        slots["_failure_detail"] = ProvisionFailureDetail(reason=pfd.reason, detail=pfd.detail)
+    info = draft.slots.get("error_info")
+    if isinstance(info, ed.ErrorInfo):
+        slots["error_info"] = ed.ErrorInfo(reason=_error_reason(info.reason))
+    retry = draft.slots.get("_retry_info")
+    if isinstance(retry, ed.RetryInfo) and retry.HasField("retry_delay"):
+        slim = ed.RetryInfo()
+        slim.retry_delay.seconds = retry.retry_delay.seconds
+        slim.retry_delay.nanos = retry.retry_delay.nanos
+        slots["_retry_info"] = slim
+    draft.slots = slots
+    draft.extras = []
+    draft.app_md = []
 
 
 def _app_metadata(exc: StatusError, metadata: Iterable[tuple[Any, Any]]) -> list[tuple[str, str | bytes]]:
@@ -478,7 +523,7 @@ def _minimal(exc: object, budget: int) -> Encoded:
             draft.slots["_failure_detail"] = slim
         info: Any = getattr(exc, "error_info", None)
         if isinstance(info, ed.ErrorInfo):
-            draft.slots["error_info"] = ed.ErrorInfo(reason=clean_text(info.reason)[:_MAX_ERROR_REASON])
+            draft.slots["error_info"] = ed.ErrorInfo(reason=_error_reason(clean_text(info.reason)))
         draft.terminal = "_failure_detail" in draft.slots
         return _fit(draft, budget)
     except Exception:
@@ -500,8 +545,9 @@ def encode(
     ``metadata`` is application trailing metadata to send alongside (what the
     handler already set); invalid entries are dropped and logged. Trailers
     ``exc`` was *received* with are never re-sent. The result's ``size()`` is
-    at most ``budget`` (see :data:`SHRINK_ORDER`) unless ``budget`` is smaller
-    than the irreducible status (about 700 bytes), which is logged. A detail
+    at most ``budget`` (see :data:`SHRINK_ORDER`) whenever ``budget`` is at
+    least :data:`MIN_BUDGET`; under it, when even the irreducible status does
+    not fit, that status is sent and the overrun logged. A detail
     that cannot be encoded (a wrong type assigned to an attribute) is dropped
     and logged; an error that cannot be encoded at all is sent as its code,
     reasons and message.
@@ -718,6 +764,10 @@ def from_rpc_error(err: BaseException) -> StatusError:
 
     A :class:`StatusError` is returned as it is; otherwise the result has
     ``err`` as its ``__cause__``.
+
+    Args:
+        err: the failure as grpc raised it; its ``code()``, ``details()`` and
+            ``trailing_metadata()`` are read (whatever they return or raise).
     """
     if isinstance(err, StatusError):
         return err

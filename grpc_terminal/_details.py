@@ -21,6 +21,7 @@ from grpc_terminal._reason import ProvisionFailureDetail
 
 __all__ = [
     "DETAIL_SLOTS",
+    "MAX_SERVER_DELAY",
     "Pairs",
     "camel_key",
     "clean_text",
@@ -56,6 +57,12 @@ Pairs: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
 _REASON_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,61}[A-Z0-9]$")
 _CAMEL_RE = re.compile(r"^[a-z][a-zA-Z0-9]{0,63}$")
 _MAX_DELAY = 10 * 365 * 24 * 3600.0
+
+#: The longest server-suggested delay, in seconds, that classification ever
+#: reports: the protobuf ``Duration`` maximum (10,000 years). A longer
+#: ``RetryInfo`` or ``grpc-retry-pushback-ms`` from a peer is clamped to it, so
+#: every consumer gets a finite float (retry policies give up long before).
+MAX_SERVER_DELAY = 315_576_000_000.0
 
 
 def clean_text(text: str) -> str:
@@ -133,11 +140,11 @@ def duration_from_delay(delay: float | datetime.timedelta) -> duration_pb2.Durat
 
 
 def delay_from_duration(duration: duration_pb2.Duration) -> float | None:
-    """A Duration in seconds, or ``None`` when it is negative or malformed."""
+    """A Duration in seconds, at most :data:`MAX_SERVER_DELAY`; ``None`` when negative or malformed."""
     seconds = duration.seconds + duration.nanos / 1e9
     if seconds < 0 or not math.isfinite(seconds):
         return None
-    return seconds
+    return min(seconds, MAX_SERVER_DELAY)
 
 
 def bad_request(violations: Pairs) -> ed.BadRequest:

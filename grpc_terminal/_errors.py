@@ -35,7 +35,8 @@ catches ``grpc.RpcError`` keeps working::
             └── OperationNotPermitted
 
 A ``TerminalError`` whose reason this version does not know is a plain
-``TerminalError`` with the raw integer as ``reason``.
+``TerminalError`` whose ``reason`` is a ``Reason`` pseudo-member named
+``REASON_<n>`` (still equal to the number ``n``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, Unpack
 
 import grpc
 from google.protobuf import any_pb2
@@ -54,8 +55,11 @@ from grpc_terminal import _details
 from grpc_terminal._reason import (
     ProvisionFailureDetail,
     Reason,
+    ReasonLike,
     code_for_reason,
     coerce_reason,
+    is_known_reason,
+    parse_reason,
     reason_name,
 )
 
@@ -75,6 +79,7 @@ __all__ = [
     "PermissionDenied",
     "ResourceExhausted",
     "StatusError",
+    "StatusOptions",
     "TargetManagedExternally",
     "TerminalError",
     "Unauthenticated",
@@ -95,6 +100,23 @@ _log = logging.getLogger("grpc_terminal")
 Metadata = tuple[tuple[str, str | bytes], ...]
 
 
+class StatusOptions(TypedDict, total=False):
+    """The keyword options every error class takes; see :class:`StatusError` for each."""
+
+    retry_delay: float | datetime.timedelta | None
+    field_violations: _details.Pairs | None
+    precondition_violations: Iterable[tuple[str, str, str]] | None
+    quota_violations: _details.Pairs | None
+    resource_info: ed.ResourceInfo | tuple[str, str] | None
+    help_links: _details.Pairs | None
+    localized_message: str | tuple[str, str] | None
+    metadata: Mapping[str, str] | None
+    error_reason: str | None
+    domain: str | None
+    details: Iterable[Message]
+    trailing_metadata: Iterable[tuple[str, str | bytes]]
+
+
 def _restore(cls: type[StatusError], args: tuple[Any, ...], state: dict[str, Any]) -> StatusError:
     obj = cls.__new__(cls, *args)
     BaseException.__init__(obj, *args)
@@ -103,7 +125,7 @@ def _restore(cls: type[StatusError], args: tuple[Any, ...], state: dict[str, Any
 
 
 class StatusError(grpc.RpcError):
-    """One non-OK gRPC status with its rich details."""
+    """One non-OK gRPC status with its rich details (arguments: see ``__init__``)."""
 
     #: The status code instances of this class carry.
     grpc_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
@@ -139,6 +161,54 @@ class StatusError(grpc.RpcError):
         details: Iterable[Message] = (),
         trailing_metadata: Iterable[tuple[str, str | bytes]] = (),
     ) -> None:
+        """Build the error: ``message`` positional, every option keyword-only, all optional.
+
+        Raise a subclass on the server (``raise gt.NotFound("user 7")``), catch
+        one on the client. The options become standard ``google.rpc`` details,
+        sent in ``grpc-status-details-bin`` and read back on the client into
+        the attribute of the same kind (``bad_request``, ``error_info``,
+        ``help``, ...).
+
+        Args:
+            message: the status message (``grpc-message``) the caller sees.
+            retry_delay: the server's suggested wait before a retry, in seconds
+                (a float) or a ``datetime.timedelta``, 0 to 10 years; sent as a
+                ``RetryInfo`` and as the ``grpc-retry-pushback-ms`` trailer (a
+                terminal error sends a pushback of -1 whatever this says).
+            field_violations: what is wrong with the request, sent as a
+                ``BadRequest``: a ``{field: description}`` mapping or
+                ``(field, description)`` pairs.
+            precondition_violations: the failed preconditions, sent as a
+                ``PreconditionFailure``: ``(type, subject, description)`` triples.
+            quota_violations: the exhausted quotas, sent as a ``QuotaFailure``: a
+                ``{subject: description}`` mapping or pairs.
+            resource_info: the resource concerned, sent as a ``ResourceInfo``: a
+                ``google.rpc.ResourceInfo`` or ``(resource_type, resource_name)``.
+            help_links: where to read more, sent as a ``Help``: a
+                ``{description: url}`` mapping or pairs.
+            localized_message: a user-facing text, sent as a ``LocalizedMessage``:
+                ``"text"`` (locale ``en-US``) or ``(locale, text)``.
+            metadata: the ``ErrorInfo`` metadata, str to str; keys are made
+                lowerCamelCase (``user_id`` becomes ``userId``).
+            error_reason: the ``ErrorInfo`` reason, UPPER_SNAKE_CASE, 2 to 63
+                characters; by default the code name (a terminal error: its
+                reason name, e.g. ``USER_NOT_PROVISIONABLE``).
+            domain: the ``ErrorInfo`` domain; by default the server
+                interceptor's ``domain``.
+            details: more protobuf messages: a standard ``google.rpc`` detail
+                goes to its attribute (the first of each type), anything else to
+                ``extra_details``, sent packed as a ``google.protobuf.Any``.
+            trailing_metadata: application ``(key, value)`` trailers to send
+                with the status (``-bin`` keys take bytes); entries grpc would
+                reject are dropped and logged when sending.
+
+        Raises:
+            TypeError: an argument of the wrong type (a ``message`` that is not
+                a str, pairs that are not pairs of str, ...).
+            ValueError: an argument out of range (a negative ``retry_delay``, an
+                ``error_reason`` that is not UPPER_SNAKE_CASE, a metadata key
+                that cannot be made lowerCamelCase).
+        """
         if not isinstance(message, str):
             raise TypeError(f"message must be str, got {type(message).__name__}")
         super().__init__(message)
@@ -401,8 +471,17 @@ class Unauthenticated(StatusError):
     grpc_code = grpc.StatusCode.UNAUTHENTICATED
 
 
+def _checked_reason(reason: ReasonLike) -> Reason:
+    """``reason`` as a Reason: a name, a Reason or a non-negative int32."""
+    if isinstance(reason, str):
+        return parse_reason(reason)
+    if isinstance(reason, bool) or not isinstance(reason, int) or not 0 <= reason < 2**31:
+        raise TypeError(f"reason must be a Reason, a reason name or a non-negative int32, got {reason!r}")
+    return Reason(reason)
+
+
 class TerminalError(StatusError):
-    """A failure that retrying cannot fix; carries a ProvisionFailureDetail."""
+    """A failure that retrying cannot fix; carries a ProvisionFailureDetail (arguments: see ``__init__``)."""
 
     _reason: ClassVar[Reason | None] = None
 
@@ -410,19 +489,47 @@ class TerminalError(StatusError):
         self,
         detail: str = "",
         *,
-        reason: int | None = None,
+        reason: ReasonLike | None = None,
         message: str | None = None,
-        **options: Any,
+        **options: Unpack[StatusOptions],
     ) -> None:
+        """Build the terminal error.
+
+        Use a subclass (``UserNotProvisionable``, ...) or :func:`terminal_error`;
+        ``TerminalError`` itself needs ``reason=`` (for reasons this version
+        has no class for).
+
+        Args:
+            detail: the admin-facing explanation, sent as the
+                ProvisionFailureDetail ``detail`` (and as the status message
+                unless ``message`` is given).
+            reason: a :class:`Reason`, its number (a non-negative int32) or its
+                name (``"LICENSE_EXHAUSTED"`` or ``"REASON_LICENSE_EXHAUSTED"``,
+                any case). Required on ``TerminalError`` itself; a subclass's own
+                reason is the only one it accepts.
+            message: the status message, when it should differ from ``detail``.
+            options: the keyword options of :class:`StatusError`:
+                ``retry_delay``, ``field_violations``, ``precondition_violations``,
+                ``quota_violations``, ``resource_info``, ``help_links``,
+                ``localized_message``, ``metadata``, ``error_reason``,
+                ``domain``, ``details`` and ``trailing_metadata`` (see
+                ``help(grpc_terminal.StatusError)`` for each).
+
+        Raises:
+            TypeError: no ``reason`` on ``TerminalError`` itself, a reason that
+                is not a Reason, a name or a non-negative int32, or a ``detail``
+                that is not a str.
+            ValueError: an unknown reason name (the message lists the valid
+                ones), ``UNSPECIFIED``, or a reason that is not the subclass's.
+        """
         fixed = type(self)._reason
         if reason is None:
             if fixed is None:
                 raise TypeError("TerminalError needs a reason (or use one of its subclasses)")
             reason = fixed
-        elif fixed is not None and reason != fixed:
-            raise ValueError(f"{type(self).__name__} has reason {fixed.name}, not {reason!r}")
-        if isinstance(reason, bool) or not isinstance(reason, int) or not 0 <= reason < 2**31:
-            raise TypeError(f"reason must be a Reason or a non-negative int32, got {reason!r}")
+        reason = _checked_reason(reason)
+        if fixed is not None and reason != fixed:
+            raise ValueError(f"{type(self).__name__} has reason {fixed.name}, not {reason.name}")
         if reason == Reason.UNSPECIFIED:
             raise ValueError(
                 "REASON_UNSPECIFIED is not a terminal reason; "
@@ -441,8 +548,8 @@ class TerminalError(StatusError):
         return reason_name(self._failure_detail.reason)
 
     @property
-    def reason(self) -> Reason | int:
-        """The reason: a :class:`Reason`, or the raw number when it is unknown."""
+    def reason(self) -> Reason:
+        """The reason, a :class:`Reason` (a ``REASON_<n>`` pseudo-member for a number not known here)."""
         return coerce_reason(self._failure_detail.reason if self._failure_detail else 0)
 
     @property
@@ -508,23 +615,49 @@ def class_for(code: grpc.StatusCode, reason: int | None = None) -> type[StatusEr
     :class:`Unknown`, since a failed call cannot honestly be OK.
     """
     if reason is not None:
-        known = coerce_reason(reason)
-        if isinstance(known, Reason) and known in _CLASS_FOR_REASON:
-            cls = _CLASS_FOR_REASON[known]
-            if cls.grpc_code == code:
-                return cls
+        cls = _CLASS_FOR_REASON.get(coerce_reason(reason)) if is_known_reason(reason) else None
+        if cls is not None and cls.grpc_code == code:
+            return cls
         return TerminalError
     return _CLASS_FOR_CODE.get(code, Unknown)
 
 
-def terminal_error(reason: int, fmt: str, *args: object, **options: Any) -> StatusError:
+def terminal_error(
+    reason: ReasonLike, fmt: str, *args: object, **options: Unpack[StatusOptions]
+) -> StatusError:
     """Build the terminal error for ``reason``, like Go's ``NewTerminalError``.
 
-    ``fmt`` is %-formatted only when ``args`` are given, so a literal upstream
-    message such as ``"50% of seats"`` survives unchanged. ``REASON_UNSPECIFIED``
-    is a programming error: it gives an :class:`Internal` error with no
-    ProvisionFailureDetail (logged), never an exception of its own.
+    ``REASON_UNSPECIFIED`` is a programming error: it gives an
+    :class:`Internal` error with no ProvisionFailureDetail (logged), never an
+    exception of its own.
+
+    Args:
+        reason: a :class:`Reason`, its number (a non-negative int32; a number
+            this version does not know gives a plain :class:`TerminalError`)
+            or its name: ``"LICENSE_EXHAUSTED"`` or
+            ``"REASON_LICENSE_EXHAUSTED"``, in any case.
+        fmt: the detail (also the status message); %-formatted only when
+            ``args`` are given, so a literal upstream message such as
+            ``"50% of seats"`` survives unchanged. A format that does not fit
+            ``args`` is logged and the arguments appended instead.
+        args: the values for ``fmt``'s placeholders.
+        options: the keyword options of :class:`StatusError`:
+            ``retry_delay``, ``field_violations``, ``precondition_violations``,
+            ``quota_violations``, ``resource_info``, ``help_links``,
+            ``localized_message``, ``metadata``, ``error_reason``,
+            ``domain``, ``details`` and ``trailing_metadata`` (see
+            ``help(grpc_terminal.StatusError)`` for each).
+
+    Returns:
+        The most specific class for ``reason`` (``LicenseExhausted``, ...).
+
+    Raises:
+        ValueError: an unknown reason name (the message lists the valid
+            names).
+        TypeError: a reason that is not a Reason, a name or a non-negative
+            int32.
     """
+    known = _checked_reason(reason)
     message = fmt
     if args:
         try:
@@ -532,10 +665,9 @@ def terminal_error(reason: int, fmt: str, *args: object, **options: Any) -> Stat
         except (TypeError, ValueError, KeyError) as exc:
             _log.warning("terminal_error: cannot format %r with %d args: %s", fmt, len(args), exc)
             message = " ".join([fmt, *map(str, args)])
-    if reason == Reason.UNSPECIFIED:
+    if known == Reason.UNSPECIFIED:
         _log.error("terminal_error called with REASON_UNSPECIFIED: sending INTERNAL instead")
         return Internal(message, **options)
-    known = coerce_reason(reason)
-    if isinstance(known, Reason):
+    if is_known_reason(known):
         return _CLASS_FOR_REASON[known](message, **options)
     return TerminalError(message, reason=known, **options)

@@ -149,7 +149,11 @@ _REASON_TITLES: dict[Reason, str] = {
 
 
 def http_status(code: grpc.StatusCode) -> int:
-    """The HTTP status for a gRPC code (500 for anything unexpected)."""
+    """The HTTP status for a gRPC code (500 for anything unexpected).
+
+    Args:
+        code: the gRPC status code.
+    """
     return HTTP_STATUS.get(code, 500)
 
 
@@ -167,7 +171,11 @@ def _status(exc: BaseException) -> StatusError:
 
 
 def problem_type(exc: BaseException) -> str:
-    """The problem ``type`` URN of a gRPC failure (see the module docs)."""
+    """The problem ``type`` URN of a gRPC failure (see the module docs).
+
+    Args:
+        exc: a gRPC failure, or an exception wrapping one (as for :func:`problem`).
+    """
     status = _status(exc)
     pfd = status.failure_detail
     if pfd is not None:
@@ -178,9 +186,7 @@ def problem_type(exc: BaseException) -> str:
 def _title(status: StatusError) -> str:
     pfd = status.failure_detail
     if pfd is not None:
-        known = coerce_reason(pfd.reason)
-        title = _REASON_TITLES.get(known) if isinstance(known, Reason) else None
-        return title or "Terminal failure"
+        return _REASON_TITLES.get(coerce_reason(pfd.reason)) or "Terminal failure"
     return status.code().name.replace("_", " ").capitalize()
 
 
@@ -194,10 +200,14 @@ def _instance(request_id: str) -> str:
 def problem(exc: BaseException) -> dict[str, Any]:
     """``exc`` as an RFC 9457 problem object (a JSON-ready dict).
 
-    ``exc`` is a :class:`StatusError`, a raw ``grpc.RpcError``, or an
-    exception wrapping one (causes are followed); anything else raises
-    ``TypeError``. Serve it with :data:`PROBLEM_CONTENT_TYPE` and the
-    ``status`` member as the HTTP status.
+    Serve it with :data:`PROBLEM_CONTENT_TYPE` and the ``status`` member as
+    the HTTP status. Every number in it is finite (a server's absurd retry
+    delay is clamped), so ``json.dumps(..., allow_nan=False)`` works.
+
+    Args:
+        exc: a :class:`StatusError`, a raw ``grpc.RpcError``, or an exception
+            wrapping one (causes, contexts and exception-group members are
+            followed); anything else raises ``TypeError``.
     """
     status = _status(exc)
     code = status.code()
@@ -268,6 +278,9 @@ def exit_code(exc: BaseException) -> int:
     does not know), other gRPC failures their code's; causes are followed,
     so a tool's own exception wrapping an ``RpcError`` maps like the
     ``RpcError``. An exception with no gRPC status anywhere gives 113.
+
+    Args:
+        exc: any exception; the first gRPC failure in it decides.
     """
     status = find_status(exc)
     if status is None:

@@ -16,6 +16,12 @@ one code table). When retrying stops, the error raised is the last failure
 (typed when it was a gRPC failure) with a :class:`RetryHistory` in its
 ``retry_history`` attribute and a one-line note (``exc.add_note``) saying how
 many attempts were made, with which codes and waits, and why it stopped.
+
+"Terminal" keeps the meaning of the ProvisionFailureDetail contract
+(:func:`grpc_terminal.is_terminal`): :attr:`StopReason.TERMINAL` only for a
+failure that carries one, :attr:`StopReason.NOT_RETRYABLE` for every other
+failure the policy does not retry (``NOT_FOUND``, ``INVALID_ARGUMENT``, a
+``ValueError`` ...).
 """
 
 from __future__ import annotations
@@ -61,14 +67,37 @@ T = TypeVar("T")
 #: gRPC's retry implementations clamp ``maxAttempts`` to this (gRFC A6).
 NATIVE_MAX_ATTEMPTS = 5
 
+#: The longest duration a policy accepts, in seconds (10,000 years): the maximum of
+#: ``google.protobuf.Duration``, which is also the longest duration gRPC's service
+#: config accepts. Every duration field of :class:`RetryPolicy` is at most this.
+MAX_DURATION = 315_576_000_000.0
+
+#: The default :attr:`RetryPolicy.max_server_delay`: the longest server-suggested
+#: wait (RetryInfo, ``grpc-retry-pushback-ms``) that is honoured, in seconds.
+DEFAULT_MAX_SERVER_DELAY = 300.0
+
+# ``time.sleep`` and ``threading.Event.wait`` overflow past about 292 years; a long
+# wait is slept in pieces of at most this many seconds.
+_SLEEP_PIECE = 86_400.0
+
 _NOTE_PREFIX = "grpc-terminal retry:"
 
 
 class StopReason(enum.StrEnum):
-    """Why retrying stopped."""
+    """Why retrying stopped.
 
-    #: The failure is not retryable (terminal by classification or predicate).
+    The values are what ``RetryHistory.describe()`` prints, with ``_`` shown
+    as a space: ``stopped (not retryable)``.
+    """
+
+    #: The failure is terminal: it carries a ProvisionFailureDetail
+    #: (:func:`grpc_terminal.is_terminal` is True), so retrying cannot help.
     TERMINAL = "terminal"
+    #: The failure is not retryable, and not terminal in the ProvisionFailureDetail
+    #: sense: a code outside the retryable table (``NOT_FOUND``, ``INVALID_ARGUMENT``),
+    #: a negative pushback, the client's own metadata limit, an exception with no
+    #: gRPC status, or the policy's ``retryable`` predicate said no.
+    NOT_RETRYABLE = "not_retryable"
     #: ``max_attempts`` attempts were made.
     EXHAUSTED = "exhausted"
     #: The next wait would reach the overall deadline (policy ``timeout`` or the call's).
@@ -77,6 +106,9 @@ class StopReason(enum.StrEnum):
     THROTTLED = "throttled"
     #: A response already reached the caller; the call cannot be repeated.
     COMMITTED = "committed"
+    #: The server asked for a wait longer than the policy's ``max_server_delay``
+    #: (or one that cannot be read as a finite number of seconds).
+    SERVER_DELAY_TOO_LONG = "server_delay_too_long"
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +156,13 @@ class RetryHistory:
         codes = ", ".join(a.code.name if a.code is not None else a.error for a in self.attempts)
         waits = ", ".join(f"{w:.3g}s" for w in self.waits) or "none"
         plural = "attempt" if self.count == 1 else "attempts"
+        stopped = str(self.stopped.value).replace("_", " ")
+        if self.stopped is StopReason.SERVER_DELAY_TOO_LONG and self.attempts:
+            delay = self.attempts[-1].verdict.delay
+            asked = f"{delay:.3g}s" if delay is not None and math.isfinite(delay) else "an unreadable delay"
+            stopped += f": the server asked for {asked}"
         return (
-            f"{_NOTE_PREFIX} stopped ({self.stopped.value}) after {self.count} {plural}"
+            f"{_NOTE_PREFIX} stopped ({stopped}) after {self.count} {plural}"
             f" [{codes}]; waits: {waits}; {self.elapsed:.3g}s elapsed"
         )
 
@@ -184,6 +221,108 @@ class RetryBudget:
 OnRetry = Callable[[int, float, Verdict, BaseException], object]
 
 
+def _sleep(seconds: float) -> None:
+    """``time.sleep(seconds)`` for any finite wait: a long one is slept in pieces."""
+    if seconds <= _SLEEP_PIECE:
+        time.sleep(max(seconds, 0.0))
+        return
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        time.sleep(min(left, _SLEEP_PIECE))
+
+
+def _wait_event(event: threading.Event, seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``event`` (any finite wait); True when it was set."""
+    end = time.monotonic() + seconds
+    while not event.is_set():
+        left = end - time.monotonic()
+        if left <= 0:
+            break
+        event.wait(min(left, _SLEEP_PIECE))
+    return event.is_set()
+
+
+def _is_finite(value: object) -> bool:
+    """An int or float (not a bool) that is a finite float: no NaN, no infinity, no 400-digit int."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
+
+
+def _is_duration(value: object) -> bool:
+    """A real number of seconds gRPC and protobuf can express."""
+    return _is_finite(value) and value <= MAX_DURATION  # type: ignore[operator]
+
+
+def server_delay_too_long(delay: float | None, ceiling: float) -> bool:
+    """True when a server-suggested ``delay`` is beyond ``ceiling`` seconds, or not a finite wait."""
+    return delay is not None and not (_is_finite(delay) and 0 <= delay <= ceiling)
+
+
+def check_ceiling(value: float, name: str = "max_server_delay") -> float:
+    """``value`` as a float when it is a valid ceiling on a server delay, else a ValueError."""
+    if not _is_duration(value) or value < 0:
+        raise ValueError(f"{name} must be a number of seconds in [0, {MAX_DURATION:.0f}], got {value!r}")
+    return float(value)
+
+
+def safe_classify(
+    exc: BaseException, retryable_codes: Collection[grpc.StatusCode] = RETRYABLE_CODES
+) -> Verdict:
+    """:func:`classify`, never raising.
+
+    When classification cannot read the failure (a delay too large for a
+    float, a broken subclass), the decision falls back on the code table:
+    a retryable code gets an infinite delay (so a retrier gives up at once,
+    the wait being unknowable), any other code is not retryable.
+    """
+    try:
+        return classify(exc, retryable_codes=retryable_codes)
+    except Exception:
+        _log.debug("grpc_terminal: classification failed; deciding by code", exc_info=True)
+    try:
+        status = _status_of(exc)
+        code = status.code() if status is not None else None
+    except Exception:
+        code = None
+    if code is None:
+        return Verdict(False, "not_grpc", None, None)
+    retryable = code in retryable_codes
+    return Verdict(retryable, "code", code, math.inf if retryable else None)
+
+
+def _pending(result: object) -> bool:
+    """True for a result whose work has not run yet: an awaitable, a grpc.aio call, an async iterator."""
+    return (
+        isinstance(result, grpc.aio.Call)
+        or inspect.isawaitable(result)
+        or inspect.isasyncgen(result)
+        or callable(getattr(result, "__anext__", None))
+    )
+
+
+def _refuse_pending(fn: Callable[..., object], result: object) -> None:
+    """Raise TypeError for a pending result, after cancelling it so nothing runs unretried."""
+    if not _pending(result):
+        return
+    try:
+        if inspect.iscoroutine(result):
+            result.close()
+        elif callable(getattr(result, "cancel", None)):
+            result.cancel()  # type: ignore[attr-defined]
+        # an async generator that never started needs no clean-up
+    except Exception:
+        _log.debug("grpc_terminal: cancelling a refused pending result failed", exc_info=True)
+    name = getattr(fn, "__qualname__", None) or type(fn).__name__
+    raise TypeError(
+        f"{name} returned an awaitable or pending call ({type(result).__name__}), which would fail "
+        "outside RetryPolicy: use `await policy.acall(fn, ...)`, or decorate an async def that awaits it"
+    )
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with jitter that stops at once on terminal failures.
@@ -192,8 +331,11 @@ class RetryPolicy:
     ``min(initial_backoff * multiplier ** (n - 1), max_backoff) * (1 - jitter * random())``,
     raised to the server's suggested delay (``RetryInfo``, else a non-negative
     ``grpc-retry-pushback-ms``) when there is one: that delay is a *floor*
-    and may exceed ``max_backoff``. No wait ever reaches past the overall
-    deadline: when the next wait would, retrying stops with
+    and may exceed ``max_backoff``, up to ``max_server_delay``. A server
+    delay beyond that ceiling (or one that is not a finite number of seconds)
+    ends retrying at once with :attr:`StopReason.SERVER_DELAY_TOO_LONG`, so a
+    policy never sleeps for years, timeout or not. No wait ever reaches past
+    the overall deadline: when the next wait would, retrying stops with
     :attr:`StopReason.DEADLINE` instead of sleeping into it.
 
     Fields and what 0 / None mean:
@@ -203,13 +345,18 @@ class RetryPolicy:
       ``0`` is rejected.
     * ``initial_backoff``, ``max_backoff`` (seconds): ``0`` means retry at
       once (still honouring a server's delay).
-    * ``multiplier``: ``>= 1``; ``1`` gives a constant backoff.
+    * ``multiplier``: ``>= 1``; ``1`` gives a constant backoff. However
+      many retries, the backoff never exceeds ``max_backoff``.
     * ``jitter``: fraction in [0, 1] of each backoff randomised away; ``0``
       is none, ``1`` is gRPC's "full jitter" (uniform between 0 and the backoff).
     * ``timeout`` (seconds): overall deadline from the first attempt, across
       attempts and waits; ``None`` means none. ``0`` is rejected. Inside the
       client interceptors the call's own ``timeout=`` is an overall deadline
       too: each attempt gets what is left of the earlier of the two.
+    * ``max_server_delay`` (seconds, default 300): the ceiling on a
+      server-suggested wait. A longer one is not slept: the policy gives up
+      at once with the error (:attr:`StopReason.SERVER_DELAY_TOO_LONG`).
+      ``0`` honours only zero delays.
     * ``retryable``: the predicate; by default :func:`is_retryable` with
       ``retryable_codes`` as the code table (which :func:`service_config`
       uses too). A custom predicate has the last word, even over a
@@ -219,6 +366,14 @@ class RetryPolicy:
     * ``on_retry(attempt, wait, verdict, error)``: called before each wait
       (for logs and metrics); what it raises is logged and ignored.
     * ``sleep``, ``async_sleep``, ``clock``, ``random``: injectable for tests.
+      With the default ``time.sleep`` the policy sleeps a long wait in
+      pieces (one ``time.sleep`` overflows past about 292 years).
+
+    Every duration (``initial_backoff``, ``max_backoff``, ``timeout``,
+    ``max_server_delay``) is a finite number of seconds of at most
+    :data:`MAX_DURATION` (10,000 years, the longest duration gRPC's service
+    config and ``google.protobuf.Duration`` accept); anything else is a
+    :class:`ValueError`.
 
     When retrying is unsafe: a retry repeats the request. UNAVAILABLE before
     the request left the client is always safe, but DEADLINE_EXCEEDED,
@@ -243,24 +398,30 @@ class RetryPolicy:
     async_sleep: Callable[[float], Awaitable[object]] = field(default=asyncio.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
     random: Callable[[], float] = field(default=_random.random, repr=False)
+    max_server_delay: float = DEFAULT_MAX_SERVER_DELAY
 
     def __post_init__(self) -> None:
         attempts = self.max_attempts
         bad = isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1
         if attempts is not None and bad:
             raise ValueError(f"max_attempts must be an int >= 1 or None, got {self.max_attempts!r}")
-        for name in ("initial_backoff", "max_backoff"):
+        for name in ("initial_backoff", "max_backoff", "max_server_delay"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+            if not _is_duration(value) or value < 0:
+                raise ValueError(
+                    f"{name} must be a number of seconds in [0, {MAX_DURATION:.0f}], got {value!r}"
+                )
         if self.max_backoff < self.initial_backoff:
             raise ValueError("max_backoff must be >= initial_backoff")
-        if not math.isfinite(self.multiplier) or self.multiplier < 1:
-            raise ValueError(f"multiplier must be >= 1, got {self.multiplier!r}")
-        if not 0 <= self.jitter <= 1:
+        if not _is_finite(self.multiplier) or self.multiplier < 1:
+            raise ValueError(f"multiplier must be a finite number >= 1, got {self.multiplier!r}")
+        if not _is_finite(self.jitter) or not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be in [0, 1], got {self.jitter!r}")
-        if self.timeout is not None and (not math.isfinite(self.timeout) or self.timeout <= 0):
-            raise ValueError(f"timeout must be > 0 or None, got {self.timeout!r}")
+        if self.timeout is not None and (not _is_duration(self.timeout) or self.timeout <= 0):
+            raise ValueError(
+                f"timeout must be None or a number of seconds in (0, {MAX_DURATION:.0f}], "
+                f"got {self.timeout!r}"
+            )
         if self.max_attempts is None and self.timeout is None:
             raise ValueError("max_attempts=None needs a timeout: retrying would never stop")
         object.__setattr__(self, "retryable_codes", frozenset(self.retryable_codes))
@@ -272,16 +433,30 @@ class RetryPolicy:
     # -- decisions --------------------------------------------------------------
 
     def backoff(self, retry: int) -> float:
-        """The backoff before retry number ``retry`` (1-based), before jitter and floor."""
+        """The backoff before retry number ``retry`` (1-based), before jitter and floor.
+
+        Never more than ``max_backoff``, however large ``retry`` or ``multiplier``.
+        """
+        if self.initial_backoff == 0:
+            return 0.0
         try:
-            base = self.initial_backoff * self.multiplier ** (retry - 1)
-        except OverflowError:
-            base = self.max_backoff
-        return min(base, self.max_backoff)
+            base = self.initial_backoff * float(self.multiplier) ** (retry - 1)
+        except OverflowError:  # the power overflows a float, or ``retry`` does
+            base = math.inf
+        return float(min(base, self.max_backoff))
+
+    def server_delay_too_long(self, delay: float | None) -> bool:
+        """True when ``delay`` (a server-suggested wait) is beyond ``max_server_delay`` or unreadable."""
+        return server_delay_too_long(delay, self.max_server_delay)
 
     def verdict(self, exc: BaseException) -> Verdict:
-        """What this policy decides about ``exc``."""
-        verdict = classify(exc, retryable_codes=self.retryable_codes)
+        """What this policy decides about ``exc``.
+
+        Never raises for a failure classification cannot read (an absurd
+        delay): a retryable code then gets an infinite delay, which the
+        policy treats as too long to wait.
+        """
+        verdict = safe_classify(exc, self.retryable_codes)
         if self.retryable is is_retryable:
             return verdict
         decision = bool(self.retryable(exc))
@@ -292,7 +467,13 @@ class RetryPolicy:
     # -- use as a wrapper ---------------------------------------------------------
 
     def call(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
-        """``fn(*args, **kwargs)``, retried as this policy says."""
+        """``fn(*args, **kwargs)``, retried as this policy says.
+
+        ``fn`` must finish its work before it returns: a result that is still
+        pending (a coroutine, a ``grpc.aio`` call, any awaitable) would fail
+        outside the policy, so it is cancelled and a :class:`TypeError` raised
+        instead; use ``await policy.acall(...)`` for those.
+        """
         run = _Run(self)
         while True:
             try:
@@ -304,8 +485,9 @@ class RetryPolicy:
                     if final is exc:
                         raise
                     raise final from exc
-                self.sleep(wait)
+                run.sleep(wait)
                 continue
+            _refuse_pending(fn, result)
             run.succeeded()
             return result
 
@@ -322,7 +504,7 @@ class RetryPolicy:
                     if final is exc:
                         raise
                     raise final from exc
-                await self.async_sleep(wait)
+                await run.async_sleep(wait)
                 continue
             run.succeeded()
             return result
@@ -334,7 +516,13 @@ class RetryPolicy:
     def __call__(self, fn: Callable[P, T]) -> Callable[P, T]: ...
 
     def __call__(self, fn: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or ``async`` function so each call is retried."""
+        """Decorate a sync or ``async`` function so each call is retried.
+
+        ``fn``: the function. An ``async def`` is retried with :meth:`acall`;
+        any other function with :meth:`call`, so a sync function that returns
+        something pending (a ``grpc.aio`` call, a coroutine) raises
+        :class:`TypeError`: decorate an ``async def`` that awaits it instead.
+        """
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
             raise TypeError("RetryPolicy cannot decorate a generator: its calls cannot be repeated")
         if inspect.iscoroutinefunction(fn):
@@ -372,11 +560,11 @@ class _Run:
         policy = self.policy
         number = len(self.attempts) + 1
         verdict = policy.verdict(exc)
-        status = _status_of(exc)
-        code = status.code() if status is not None else None
+        code = _code_of(exc)
         wait: float | None = None
         if not verdict.retryable:
-            self.stopped = StopReason.TERMINAL
+            terminal = verdict.rule == "provision_failure_detail"
+            self.stopped = StopReason.TERMINAL if terminal else StopReason.NOT_RETRYABLE
         else:
             if policy.budget is not None:
                 policy.budget.record_failure()
@@ -385,6 +573,8 @@ class _Run:
                 self.stopped = StopReason.EXHAUSTED
             elif policy.budget is not None and not policy.budget.allows_retry():
                 self.stopped = StopReason.THROTTLED
+            elif policy.server_delay_too_long(verdict.delay):
+                self.stopped = StopReason.SERVER_DELAY_TOO_LONG
             else:
                 wait = policy.backoff(number) * (1 - policy.jitter * policy.random())
                 if verdict.delay is not None:
@@ -403,8 +593,7 @@ class _Run:
     def stop(self, exc: BaseException, reason: StopReason) -> None:
         """Record a failed attempt that may not be retried whatever it is, and attach the history."""
         verdict = self.policy.verdict(exc)
-        status = _status_of(exc)
-        code = status.code() if status is not None else None
+        code = _code_of(exc)
         self.attempts.append(Attempt(len(self.attempts) + 1, code, type(exc).__name__, verdict, None))
         self.stopped = reason
         attach_history(exc, self.history())
@@ -413,10 +602,50 @@ class _Run:
         if self.policy.budget is not None:
             self.policy.budget.record_success()
 
+    def sleep(self, wait: float, cancelled: threading.Event | None = None) -> bool:
+        """Wait ``wait`` seconds before the next attempt; True when ``cancelled`` was set.
+
+        With the policy's default ``sleep`` (``time.sleep``) the wait is an
+        event wait, in pieces, so any finite wait works and a set ``cancelled``
+        ends it at once; an injected ``sleep`` runs to its end and
+        ``cancelled`` is checked before and after it.
+        """
+        policy = self.policy
+        default = policy.sleep is time.sleep
+        if cancelled is None:
+            (_sleep if default else policy.sleep)(wait)
+            return False
+        if default:
+            return _wait_event(cancelled, wait)
+        if not cancelled.is_set():
+            policy.sleep(wait)
+        return cancelled.is_set()
+
+    async def async_sleep(self, wait: float, cancelled: asyncio.Event | None = None) -> bool:
+        """``await`` the policy's ``async_sleep(wait)``; True when ``cancelled`` was set.
+
+        A set ``cancelled`` (an :class:`asyncio.Event` of the running loop)
+        ends the wait at once, whatever ``async_sleep`` is.
+        """
+        if cancelled is None:
+            await self.policy.async_sleep(wait)
+            return False
+        if cancelled.is_set():
+            return True
+        sleeper = asyncio.ensure_future(self.policy.async_sleep(wait))
+        watcher = asyncio.ensure_future(cancelled.wait())
+        try:
+            await asyncio.wait((sleeper, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, watcher):
+                task.cancel()
+            await asyncio.gather(sleeper, watcher, return_exceptions=True)
+        return cancelled.is_set()
+
     def history(self) -> RetryHistory:
         return RetryHistory(
             tuple(self.attempts),
-            self.stopped or StopReason.TERMINAL,
+            self.stopped or StopReason.NOT_RETRYABLE,
             max(0.0, self.policy.clock() - self.start),
         )
 
@@ -444,6 +673,14 @@ def _status_of(exc: BaseException) -> StatusError | None:
     return None
 
 
+def _code_of(exc: BaseException) -> grpc.StatusCode | None:
+    try:
+        status = _status_of(exc)
+        return status.code() if status is not None else None
+    except Exception:
+        return None
+
+
 def attach_history(exc: BaseException, history: RetryHistory) -> None:
     """Set ``exc.retry_history`` and replace our note on ``exc`` with a fresh one."""
     with contextlib.suppress(AttributeError, TypeError):
@@ -456,9 +693,74 @@ def attach_history(exc: BaseException, history: RetryHistory) -> None:
 
 # -- native gRPC retry ------------------------------------------------------------------
 
+#: The largest ``tokenRatio`` worth writing: a success can never give back more
+#: than ``maxTokens`` (at most 1000) tokens anyway.
+_MAX_TOKEN_RATIO_MILLIS = 1000 * 1000
 
-def _duration(seconds: float) -> str:
-    return f"{max(seconds, 0.001):.3f}".rstrip("0").rstrip(".") + "s"
+
+def _duration(seconds: float, what: str) -> str:
+    """``seconds`` as the JSON of a ``google.protobuf.Duration`` (``"1.5s"``), at least 1 ms.
+
+    gRPC reads at most 9 decimals and at most :data:`MAX_DURATION` seconds;
+    anything else is a ValueError naming ``what``.
+    """
+    if not _is_duration(seconds):
+        raise ValueError(
+            f"{what} of {seconds!r} s cannot be written in a service config: gRPC accepts "
+            f"durations of at most {MAX_DURATION:.0f} s"
+        )
+    seconds = max(float(seconds), 0.001)
+    whole = math.floor(seconds)
+    nanos = round((seconds - whole) * 1e9)
+    if nanos >= 1_000_000_000:
+        whole, nanos = whole + 1, 0
+    if whole > MAX_DURATION:  # only reachable by rounding up at the very limit
+        whole, nanos = int(MAX_DURATION), 0
+    text = str(whole) if nanos == 0 else f"{whole}.{nanos:09d}".rstrip("0")
+    return text + "s"
+
+
+def _throttling(budget: RetryBudget) -> dict[str, Any]:
+    """``retryThrottling`` for ``budget``, or a ValueError when gRPC cannot express it.
+
+    gRPC (gRFC A6) takes an integer ``maxTokens`` in 1..1000 and reads
+    ``tokenRatio`` to 3 decimals, refusing one that reads as 0.
+    """
+    max_tokens = budget.max_tokens
+    if not max_tokens.is_integer() or not 1 <= max_tokens <= 1000:
+        raise ValueError(
+            f"gRPC's retryThrottling needs an integer maxTokens in 1..1000, and the budget has "
+            f"max_tokens={max_tokens!r}: use a whole number of tokens for service_config"
+        )
+    millis = math.floor(round(budget.token_ratio * 1000, 6))
+    if millis < 1:
+        raise ValueError(
+            f"gRPC's retryThrottling reads tokenRatio to 3 decimals, so token_ratio="
+            f"{budget.token_ratio!r} would be 0, which gRPC rejects: use at least 0.001"
+        )
+    # A ratio above maxTokens refills the bucket at once, like maxTokens itself.
+    millis = min(millis, int(max_tokens) * 1000, _MAX_TOKEN_RATIO_MILLIS)
+    return {"maxTokens": int(max_tokens), "tokenRatio": millis / 1000}
+
+
+def _method_names(services: Collection[str], methods: Collection[tuple[str, str]]) -> list[dict[str, str]]:
+    """The ``name`` list: each service or method once, none empty (gRPC rejects duplicates)."""
+    if isinstance(services, str) or isinstance(methods, str):
+        raise TypeError("services and methods must be collections (a list of names), not one str")
+    names: list[dict[str, str]] = []
+    seen: set[tuple[str, str]] = set()
+    entries = [(s, None) for s in services] + [(s, m) for s, m in methods]
+    for service, method in entries:
+        if not isinstance(service, str) or not service:
+            raise ValueError(f"a service name must be a non-empty str like 'pkg.Service', got {service!r}")
+        if method is not None and (not isinstance(method, str) or not method):
+            raise ValueError(f"a method name must be a non-empty str, got {method!r} for {service}")
+        key = (service, method or "")
+        if key in seen:
+            continue
+        seen.add(key)
+        names.append({"service": service} if method is None else {"service": service, "method": method})
+    return names
 
 
 def service_config(
@@ -470,26 +772,38 @@ def service_config(
 ) -> str:
     """The JSON for the ``grpc.service_config`` channel option: gRPC's own retry.
 
-    ``retryableStatusCodes`` come from ``retryable_codes`` (default: the
-    policy's code table, the one :func:`is_retryable` uses). The config
-    applies to every method unless ``services`` (``"pkg.Service"``) or
-    ``methods`` (``("pkg.Service", "Method")``) narrow it.
+    ``policy``: the :class:`RetryPolicy` to express. ``retryableStatusCodes``
+    come from ``retryable_codes`` (default: the policy's code table, the one
+    :func:`is_retryable` uses). The config applies to every method unless
+    ``services`` (``"pkg.Service"``) or ``methods`` (``("pkg.Service",
+    "Method")``) narrow it; each is written once.
 
     gRPC caps ``maxAttempts`` at 5 (gRFC A6): a policy allowing more (or no
     limit) gets 5 here, with a :class:`UserWarning`. gRPC always uses full
-    jitter and needs backoffs > 0, so ``jitter`` is not expressed and a zero
-    backoff becomes 1 ms. ``timeout`` becomes the per-call ``timeout``, and a
-    :class:`RetryBudget` becomes ``retryThrottling``. A policy with
-    ``max_attempts=1`` gives no ``retryPolicy``. Predicates cannot travel:
-    gRPC decides by code alone, except that it stops at once when the server
-    sends ``grpc-retry-pushback-ms: -1``, as our servers do for every terminal
-    failure, so a terminal failure costs one attempt even when its code is
-    listed. Native retry needs ``grpc.enable_retries`` (on by default in
-    current grpcio).
+    jitter and needs backoffs > 0, so ``jitter`` is not expressed and a
+    backoff under 1 ms becomes 1 ms. ``timeout`` becomes the per-call
+    ``timeout``, and a :class:`RetryBudget` becomes ``retryThrottling``. A
+    policy with ``max_attempts=1``, or with no retryable code, gives no
+    ``retryPolicy`` (gRPC rejects an empty code list). Predicates and
+    ``max_server_delay`` cannot travel: gRPC decides by code alone, except
+    that it stops at once when the server sends ``grpc-retry-pushback-ms:
+    -1``, as our servers do for every terminal failure, so a terminal
+    failure costs one attempt even when its code is listed. Native retry
+    needs ``grpc.enable_retries`` (on by default in current grpcio).
+
+    Only JSON gRPC accepts is returned. What gRPC cannot express raises
+    :class:`ValueError`: a budget whose ``max_tokens`` is not a whole number
+    in 1..1000, or whose ``token_ratio`` reads as 0 at gRPC's 3 decimals
+    (below 0.001); a ``tokenRatio`` above ``maxTokens`` is written as
+    ``maxTokens`` (the same bucket); an empty service or method name.
     """
-    codes = sorted(
-        (c.name for c in (policy.retryable_codes if retryable_codes is None else retryable_codes)),
-    )
+    if not isinstance(policy, RetryPolicy):
+        raise TypeError(f"policy must be a RetryPolicy, got {type(policy).__name__}")
+    table = policy.retryable_codes if retryable_codes is None else retryable_codes
+    if isinstance(table, grpc.StatusCode) or not all(isinstance(c, grpc.StatusCode) for c in table):
+        raise TypeError("retryable_codes must be a collection of grpc.StatusCode")
+    codes = sorted({c.name for c in table})
+    names = _method_names(services, methods)
     attempts = policy.max_attempts
     if attempts is None or attempts > NATIVE_MAX_ATTEMPTS:
         warnings.warn(
@@ -499,25 +813,18 @@ def service_config(
             stacklevel=2,
         )
         attempts = NATIVE_MAX_ATTEMPTS
-    names: list[dict[str, str]] = [{"service": s} for s in services]
-    names += [{"service": s, "method": m} for s, m in methods]
     method_config: dict[str, Any] = {"name": names or [{}]}
-    if attempts > 1:
+    if attempts > 1 and codes:
         method_config["retryPolicy"] = {
             "maxAttempts": attempts,
-            "initialBackoff": _duration(policy.initial_backoff),
-            "maxBackoff": _duration(max(policy.max_backoff, policy.initial_backoff)),
-            "backoffMultiplier": policy.multiplier,
+            "initialBackoff": _duration(policy.initial_backoff, "initial_backoff"),
+            "maxBackoff": _duration(max(policy.max_backoff, policy.initial_backoff), "max_backoff"),
+            "backoffMultiplier": float(policy.multiplier),
             "retryableStatusCodes": codes,
         }
     if policy.timeout is not None:
-        method_config["timeout"] = _duration(policy.timeout)
+        method_config["timeout"] = _duration(policy.timeout, "timeout")
     config: dict[str, Any] = {"methodConfig": [method_config]}
     if policy.budget is not None:
-        config["retryThrottling"] = {
-            "maxTokens": int(policy.budget.max_tokens)
-            if policy.budget.max_tokens.is_integer()
-            else policy.budget.max_tokens,
-            "tokenRatio": round(policy.budget.token_ratio, 3),
-        }
+        config["retryThrottling"] = _throttling(policy.budget)
     return json.dumps(config, sort_keys=True)

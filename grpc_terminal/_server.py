@@ -1,8 +1,15 @@
 """Server interceptors: the sync and aio edges around one Translator.
 
 Both interceptors wrap every RPC kind. What differs is only how a status is
-sent: the sync edge (``grpc.server``, and sync handlers registered on an aio
-server) calls ``context.abort`` which raises, the aio edge awaits it.
+sent: the sync edge (``grpc.server``) sets it on the context and lets grpc
+send it when the handler's ``abort`` exception reaches grpc; the aio edge
+(and sync handlers on an aio server) send it at once with ``abort``.
+
+Every way out of a wrapped handler goes through here: a raised exception
+(:meth:`Translator.translate`), a status the handler set itself with
+``abort``/``abort_with_status``/``set_code`` (:meth:`Translator.handler_status`:
+metadata cleaned, trailers fitted into the budget, ``PERMISSION_DENIED``
+masked when asked), and a normal return (trailing metadata cleaned).
 """
 
 from __future__ import annotations
@@ -10,14 +17,17 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any
+import os
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from concurrent import futures
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import grpc.aio
 
 from grpc_terminal._codec import DEFAULT_DOMAIN, TRAILER_BUDGET
-from grpc_terminal._translate import ErrorEvent, ErrorMapping, Translator
+from grpc_terminal._translate import ErrorEvent, ErrorMapping, HandlerStatus, Translator, group_leaves
 
 __all__ = ["AsyncServerInterceptor", "ServerInterceptor"]
 
@@ -30,30 +40,92 @@ if TYPE_CHECKING:
 else:
     _SyncBase, _AioBase = grpc.ServerInterceptor, grpc.aio.ServerInterceptor
 
+#: Exceptions that control the flow of the program, not the RPC's outcome:
+#: they pass through the interceptors untouched (so does a group holding one).
+CONTROL_FLOW: tuple[type[BaseException], ...] = (
+    KeyboardInterrupt,
+    SystemExit,
+    GeneratorExit,
+    asyncio.CancelledError,
+)
+
+#: Attributes grpc reads from a handler's behaviour function (``grpc.experimental``).
+_HANDLER_ATTRIBUTES = ("experimental_non_blocking", "experimental_thread_pool")
+
+#: Threads of the pool that drives sync streaming handlers on an aio server.
+DEFAULT_WORKERS = min(32, (os.cpu_count() or 1) + 4)
+
+
+def _passes_through(exc: BaseException) -> bool:
+    if isinstance(exc, CONTROL_FLOW):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(isinstance(member, CONTROL_FLOW) for member in group_leaves(exc))
+    return False
+
+
+def _bare(exc: BaseException) -> bool:
+    return type(exc) is Exception and not exc.args
+
+
+def _is_abort(exc: BaseException) -> bool:
+    """The bare ``Exception()`` that a sync ``context.abort`` raises (maybe inside a group)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return any(_bare(member) for member in group_leaves(exc))
+    return _bare(exc)
+
+
+def _abort_error(exc: BaseException) -> BaseException:
+    """grpc.aio's ``AbortError`` for an abort that a task group wrapped, else ``exc``.
+
+    grpc.aio ends an aborted RPC quietly only when its own AbortError comes back.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        for member in group_leaves(exc):
+            if isinstance(member, grpc.aio.AbortError):
+                return member
+    return exc
+
+
+def _text(details: object) -> str:
+    if isinstance(details, bytes):
+        return details.decode("utf-8", "replace")
+    return details if isinstance(details, str) else ""
+
+
+def _set_code(context: Any) -> grpc.StatusCode | None:
+    code = context.code()
+    return code if isinstance(code, grpc.StatusCode) and code is not _OK else None
+
+
+def _failed(code: object) -> bool:
+    """A code the handler set that makes grpc send a failure."""
+    return code is not None and code is not _OK and code != 0
+
 
 class _Recorder:
-    """Remembers the status a sync handler set on an aio server's context.
+    """A sync handler's context on an aio server (grpcio's ``_SyncServicerContext``).
 
-    grpcio's ``_SyncServicerContext`` has setters but no getters; without
-    them an earlier ``set_code`` or trailing metadata could not be kept.
+    That context has setters but no getters: this remembers what the handler
+    set. Its ``abort`` sends at once, so masking and cleaning happen here,
+    before it is called.
     """
 
-    def __init__(self, context: Any) -> None:
+    def __init__(self, context: Any, core: _Core, method: str) -> None:
         self._context = context
-        self._code: grpc.StatusCode | None = None
+        self._core = core
+        self._method = method
+        self._code: object = None
         self._details: str | None = None
-        self._trailers: Any = ()
+        self._trailers: tuple[Any, ...] = ()
+        self.aborted = False
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)
 
-    def set_code(self, code: grpc.StatusCode) -> None:
+    def set_code(self, code: Any) -> None:
         self._code = code
         self._context.set_code(code)
-
-    def abort(self, code: grpc.StatusCode, details: str = "", *rest: Any) -> None:
-        self._code, self._details = code, details
-        self._context.abort(code, details, *rest)
 
     def set_details(self, details: str) -> None:
         self._details = details
@@ -63,14 +135,72 @@ class _Recorder:
         self._trailers = tuple(trailing_metadata)
         self._context.set_trailing_metadata(trailing_metadata)
 
-    def code(self) -> grpc.StatusCode | None:
+    def abort(self, code: Any, details: str = "", trailing_metadata: tuple[Any, ...] = ()) -> None:
+        if self.aborted or not isinstance(details, str) or not isinstance(trailing_metadata, tuple):
+            self._context.abort(code, details, trailing_metadata)  # grpc's own outcome
+            return
+        details = details or self._details or ""
+        trailers = trailing_metadata or self._trailers
+        fixed = self._core.translator.handler_status(
+            None, self._method, code, details, trailers, aborted=True, aio=True
+        )
+        self.send(fixed.code if fixed.masked else code, fixed.details, fixed.trailing_metadata)
+
+    def send(self, code: Any, details: str, trailing_metadata: tuple[Any, ...]) -> None:
+        """Send this status now (grpc's ``abort``, which does not raise here)."""
+        self.aborted = True
+        self._code, self._details, self._trailers = code, details, trailing_metadata
+        self._context.set_trailing_metadata(trailing_metadata)
+        self._context.abort(code, details, trailing_metadata)
+
+    def code(self) -> Any:
         return self._code
 
     def details(self) -> str | None:
         return self._details
 
-    def trailing_metadata(self) -> Any:
+    def trailing_metadata(self) -> tuple[Any, ...]:
         return self._trailers
+
+
+class _AioContext:
+    """The ``grpc.aio`` context an async handler gets: grpc's own, but ``abort`` goes through us.
+
+    grpc's ``abort`` sends the status at once, so its masking and cleaning
+    must happen before; every other attribute is grpc's context itself.
+    """
+
+    __slots__ = ("_context", "_core", "_method", "aborted")
+
+    def __init__(self, context: Any, core: _Core, method: str) -> None:
+        self._context = context
+        self._core = core
+        self._method = method
+        self.aborted = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def abort(self, code: Any, details: str = "", trailing_metadata: tuple[Any, ...] = ()) -> NoReturn:
+        """Send ``code`` and ``details`` now and raise ``grpc.aio.AbortError`` (see grpc.aio)."""
+        context = self._context
+        if self.aborted or not isinstance(details, str) or not isinstance(trailing_metadata, tuple):
+            await context.abort(code, details, trailing_metadata)  # grpc's own outcome
+            raise AssertionError("grpc.aio abort returned")  # pragma: no cover - abort always raises
+        self.aborted = True
+        details = details or _text(context.details())
+        trailers = trailing_metadata or tuple(context.trailing_metadata() or ())
+        fixed = self._core.translator.handler_status(
+            None, self._method, code, details, trailers, aborted=True, aio=True
+        )
+        context.set_trailing_metadata(fixed.trailing_metadata)
+        context.set_details(fixed.details)
+        await context.abort(fixed.code if fixed.masked else code, fixed.details, fixed.trailing_metadata)
+        raise AssertionError("grpc.aio abort returned")  # pragma: no cover - abort always raises
+
+    async def abort_with_status(self, status: grpc.Status) -> NoReturn:
+        """``abort`` with a ``grpc.Status``'s code, details and trailing metadata."""
+        await self.abort(status.code, status.details, status.trailing_metadata)
 
 
 def _sync_context_factory() -> Any:
@@ -98,15 +228,15 @@ def _blocking_iter(requests: AsyncIterator[Any], loop: asyncio.AbstractEventLoop
             return
 
 
-def _text(details: object) -> str:
-    if isinstance(details, bytes):
-        return details.decode("utf-8", "replace")
-    return details if isinstance(details, str) else ""
-
-
-def _set_code(context: Any) -> grpc.StatusCode | None:
-    code = context.code()
-    return code if isinstance(code, grpc.StatusCode) and code is not _OK else None
+def _keep_attributes(wrapper: Callable[..., Any], behavior: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``wrapper`` the attributes grpc reads from ``behavior`` (non-blocking, thread pool)."""
+    for name in _HANDLER_ATTRIBUTES:
+        try:
+            if hasattr(behavior, name):
+                setattr(wrapper, name, getattr(behavior, name))
+        except Exception:  # an object that refuses: grpc reads nothing from ours then
+            pass
+    return wrapper
 
 
 class _Core:
@@ -118,6 +248,25 @@ class _Core:
         # handlers hand back the same object for every call, so wrapping
         # happens once per method instead of once per RPC.
         self._wrapped: dict[tuple[str, bool], tuple[Any, grpc.RpcMethodHandler[Any, Any]]] = {}
+        self.thread_pool: futures.Executor | None = None
+        self._own_pool: futures.ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    def executor(self) -> futures.Executor:
+        """The threads that drive sync streaming handlers on an aio server.
+
+        The pool given as ``thread_pool``, else one of our own, created on
+        first use: never the event loop's default executor, which belongs to
+        the application (``asyncio.to_thread``).
+        """
+        if self.thread_pool is not None:
+            return self.thread_pool
+        with self._pool_lock:
+            if self._own_pool is None:
+                self._own_pool = futures.ThreadPoolExecutor(
+                    max_workers=DEFAULT_WORKERS, thread_name_prefix="grpc-terminal"
+                )
+            return self._own_pool
 
     def wrapped(
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str, aio: bool
@@ -133,84 +282,194 @@ class _Core:
 
     # -- the sync edge ----------------------------------------------------------
 
-    def fail_sync(self, exc: Exception, context: Any, method: str) -> None:
-        """Send the status for ``exc`` from a sync handler; always raises."""
-        kept = _set_code(context)
-        aborted = isinstance(exc, grpc.aio.AbortError) or (type(exc) is Exception and not exc.args)
-        if kept is not None:
-            self.translator.handler_status(exc, method, kept, aborted)
-            if aborted:
-                raise exc  # context.abort() already set the status: grpc sends it
-            context.abort(kept, _text(context.details()) or kept.name)
+    def _sync_context(self, context: Any, method: str) -> Any:
+        if hasattr(context, "trailing_metadata"):
+            return context  # grpc.server's own: it has getters, and abort sends nothing yet
+        return _Recorder(context, self, method)
+
+    def fail_sync(self, exc: BaseException, context: Any, method: str) -> NoReturn:
+        """Send the status for ``exc`` from a sync handler; always raises.
+
+        On ``grpc.server`` the status goes out when grpc catches the
+        exception ``context.abort`` raises, so a ``BaseException`` that is
+        not an ``Exception`` is replaced by it (re-raising it would leave the
+        RPC open); on an aio server the status is sent at once and ``exc``
+        re-raised.
+        """
+        recorder = isinstance(context, _Recorder)
+        if recorder and context.aborted:
+            raise exc  # the handler's abort already sent the status
+        code = context.code()
+        if not recorder and _is_abort(exc) and code is not None:
+            # grpc.server: abort() or abort_with_status() set the status; grpc sends it after us.
+            fixed = self.translator.handler_status(
+                exc, method, code, _text(context.details()), context.trailing_metadata(),
+                aborted=True, aio=False,
+            )
+            self._apply_sync(context, fixed, _text(context.details()))
+            raise exc
         if isinstance(exc, grpc.aio.AbortError):
             raise exc
+        kept = code if isinstance(code, grpc.StatusCode) and code is not _OK else None
+        if kept is not None:
+            fixed = self.translator.handler_status(
+                exc, method, kept, _text(context.details()) or kept.name, context.trailing_metadata(),
+                aborted=False, aio=recorder,
+            )
+            self._send_sync(context, fixed.code, fixed.details, fixed.trailing_metadata)
+            raise exc
         encoded = self.translator.translate(exc, method, context.trailing_metadata() or ())
-        context.set_trailing_metadata(encoded.trailing_metadata)
-        context.abort(encoded.code, encoded.message)
-        raise exc  # not reached: abort raises
+        self._send_sync(context, encoded.code, encoded.message, encoded.trailing_metadata)
+        raise exc
+
+    @staticmethod
+    def _send_sync(context: Any, code: grpc.StatusCode, details: str, trailers: tuple[Any, ...]) -> None:
+        if isinstance(context, _Recorder):
+            context.send(code, details, trailers)
+            return
+        context.set_trailing_metadata(trailers)
+        context.abort(code, details)  # raises: grpc sends the status when it catches that
+
+    @staticmethod
+    def _apply_sync(context: Any, fixed: HandlerStatus, details: str) -> None:
+        """Put a fixed handler status on a ``grpc.server`` context (sent when the handler is done)."""
+        if fixed.masked:
+            context.set_code(fixed.code)
+        if fixed.changed:
+            context.set_trailing_metadata(fixed.trailing_metadata)
+            if fixed.details != details:
+                context.set_details(fixed.details)
+
+    def finish_sync(self, context: Any, method: str) -> None:
+        """After a sync handler returned: a status it set, made sendable; on success, invalid
+        trailing metadata dropped (big trailers on a success are left to grpc, as without us)."""
+        recorder = isinstance(context, _Recorder)
+        if recorder and context.aborted:
+            return
+        code = context.code()
+        trailers = context.trailing_metadata()
+        if not _failed(code) and not trailers:
+            return
+        details = _text(context.details())
+        if _failed(code):
+            fixed = self.translator.handler_status(
+                None, method, code, details, trailers, aborted=False, aio=recorder
+            )
+        else:
+            message, cleaned, changed = self.translator.clean(_OK, details, trailers, fit=False)
+            fixed = HandlerStatus(_OK, message, cleaned, False, changed)
+        self._apply_sync(context, fixed, details)
 
     def sync_unary(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
-        def handler(request: Any, context: Any) -> Any:
-            if not hasattr(context, "trailing_metadata"):
-                context = _Recorder(context)
-            try:
-                return behavior(request, context)
-            except Exception as exc:
-                self.fail_sync(exc, context, method)
+        """A sync handler returning its response (or non-blocking: a third argument, the sender)."""
 
-        return handler
+        def handler(request: Any, context: Any, *rest: Any) -> Any:
+            ctx = self._sync_context(context, method)
+            try:
+                result = behavior(request, ctx, *rest)
+            except BaseException as exc:
+                if _passes_through(exc):
+                    raise
+                self.fail_sync(exc, ctx, method)
+            if not rest:  # a non-blocking handler is not done when it returns
+                self.finish_sync(ctx, method)
+            return result
+
+        return _keep_attributes(handler, behavior)
 
     def sync_stream(self, behavior: Callable[..., Any], method: str) -> Callable[..., Any]:
         def handler(request: Any, context: Any) -> Iterator[Any]:
-            if not hasattr(context, "trailing_metadata"):
-                context = _Recorder(context)
+            ctx = self._sync_context(context, method)
             try:
-                yield from behavior(request, context)
-            except Exception as exc:
-                self.fail_sync(exc, context, method)
+                yield from behavior(request, ctx)
+            except BaseException as exc:
+                if _passes_through(exc):
+                    raise
+                self.fail_sync(exc, ctx, method)
+            self.finish_sync(ctx, method)
 
-        return handler
+        return _keep_attributes(handler, behavior)
 
     # -- the aio edge -------------------------------------------------------------
 
-    async def fail_aio(self, exc: Exception, context: Any, method: str) -> None:
-        """Send the status for ``exc`` from an async handler; always raises."""
+    async def fail_aio(self, exc: BaseException, context: Any, aborted: bool, method: str) -> NoReturn:
+        """Send the status for ``exc`` from an async handler, then raise.
+
+        grpc's ``AbortError`` goes up for an ``Exception`` (grpc expects it);
+        any other ``BaseException`` is re-raised once the status is sent.
+        """
+        if aborted or isinstance(exc, grpc.aio.AbortError):
+            raise _abort_error(exc)  # the status is already on its way
         kept = _set_code(context)
-        aborted = isinstance(exc, grpc.aio.AbortError)
         if kept is not None:
-            self.translator.handler_status(exc, method, kept, aborted)
-        if aborted:
-            raise exc  # the status is already on its way
-        if kept is not None:
-            code, message, trailers = kept, _text(context.details()) or kept.name, None
+            fixed = self.translator.handler_status(
+                exc, method, kept, _text(context.details()) or kept.name, context.trailing_metadata(),
+                aborted=False, aio=True,
+            )
+            code, message, trailers = fixed.code, fixed.details, fixed.trailing_metadata
         else:
             encoded = self.translator.translate(exc, method, context.trailing_metadata() or ())
             code, message, trailers = encoded.code, encoded.message, encoded.trailing_metadata
         try:
-            if trailers is None:
-                await context.abort(code, message)
-            else:
-                await context.abort(code, message, trailers)
+            # grpc falls back to what the handler set when abort() gets none: replace it first.
+            context.set_trailing_metadata(trailers)
+            context.set_details(message)
+            await context.abort(code, message, tuple(trailers))
+        except grpc.aio.AbortError:
+            if isinstance(exc, Exception):
+                raise
         except grpc.aio.UsageError:
-            raise exc from None  # aborted before: that first status stands
-        raise exc  # not reached: abort raises AbortError
+            pass  # aborted before: that first status stands
+        raise exc
+
+    def finish_aio(self, context: Any, aborted: bool, method: str) -> None:
+        """After an async handler returned: as :meth:`finish_sync`."""
+        if aborted:
+            return
+        code = context.code()
+        trailers = context.trailing_metadata()
+        if not _failed(code) and not trailers:
+            return
+        details = _text(context.details())
+        if _failed(code):
+            fixed = self.translator.handler_status(
+                None, method, code, details, trailers, aborted=False, aio=True
+            )
+        else:
+            message, cleaned, changed = self.translator.clean(_OK, details, trailers, fit=False)
+            fixed = HandlerStatus(_OK, message, cleaned, False, changed)
+        if fixed.masked:
+            context.set_code(fixed.code)
+        if fixed.changed:
+            context.set_trailing_metadata(fixed.trailing_metadata)
+            if fixed.details != details:
+                context.set_details(fixed.details)
 
     def aio_unary(self, behavior: Callable[..., Awaitable[Any]], method: str) -> Callable[..., Any]:
         async def handler(request: Any, context: Any) -> Any:
+            proxy = _AioContext(context, self, method)
             try:
-                return await behavior(request, context)
-            except Exception as exc:
-                await self.fail_aio(exc, context, method)
+                result = await behavior(request, proxy)
+            except BaseException as exc:
+                if _passes_through(exc):
+                    raise
+                await self.fail_aio(exc, context, proxy.aborted, method)
+            self.finish_aio(context, proxy.aborted, method)
+            return result
 
         return handler
 
     def aio_agen(self, behavior: Callable[..., AsyncIterator[Any]], method: str) -> Callable[..., Any]:
         async def handler(request: Any, context: Any) -> AsyncIterator[Any]:
+            proxy = _AioContext(context, self, method)
             try:
-                async for response in behavior(request, context):
+                async for response in behavior(request, proxy):
                     yield response
-            except Exception as exc:
-                await self.fail_aio(exc, context, method)
+            except BaseException as exc:
+                if _passes_through(exc):
+                    raise
+                await self.fail_aio(exc, context, proxy.aborted, method)
+            self.finish_aio(context, proxy.aborted, method)
 
         return handler
 
@@ -222,22 +481,28 @@ class _Core:
         grpcio runs such generators in a thread that runs ahead of the
         writes; aborting from that thread while a message is still being
         written fails with GRPC_CALL_ERROR_TOO_MANY_OPERATIONS. Pulling one
-        item at a time from the loop's executor keeps writes and the final
-        status in order; the handler still gets grpcio's sync context.
+        item at a time (in :meth:`executor`'s threads, never the loop's
+        default executor) keeps writes and the final status in order; the
+        handler still gets grpcio's sync context.
         """
         sync_context = _SYNC_CONTEXT
 
         async def handler(request: Any, context: Any) -> AsyncIterator[Any]:
             loop = asyncio.get_running_loop()
+            executor = self.executor()
             end = object()
+            ctx = _Recorder(sync_context(context), self, method)
             try:
                 if request_streaming:
                     request = _blocking_iter(request, loop)
-                responses = behavior(request, _Recorder(sync_context(context)))
-                while (item := await loop.run_in_executor(None, next, responses, end)) is not end:
+                responses = behavior(request, ctx)
+                while (item := await loop.run_in_executor(executor, next, responses, end)) is not end:
                     yield item
-            except Exception as exc:
-                await self.fail_aio(exc, context, method)
+            except BaseException as exc:
+                if _passes_through(exc):
+                    raise
+                await self.fail_aio(exc, context, ctx.aborted, method)
+            self.finish_sync(ctx, method)
 
         return handler
 
@@ -246,26 +511,29 @@ class _Core:
     def wrap(
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str, aio: bool
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        """``handler`` with every behaviour wrapped for its kind and style."""
-        codec = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(handler.unary_unary, method, aio), **codec
-            )
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(
-                self._unary(handler.stream_unary, method, aio), **codec
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(handler.unary_stream, method, aio, False), **codec
-            )
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(
-                self._stream(handler.stream_stream, method, aio, True), **codec
+        """``handler`` with its behaviour wrapped for its kind and style; all else kept."""
+        kinds = (
+            ("unary_unary", False, grpc.unary_unary_rpc_method_handler),
+            ("stream_unary", True, grpc.stream_unary_rpc_method_handler),
+            ("unary_stream", False, grpc.unary_stream_rpc_method_handler),
+            ("stream_stream", True, grpc.stream_stream_rpc_method_handler),
+        )
+        for name, request_streaming, build in kinds:
+            behavior = getattr(handler, name, None)
+            if behavior is None:
+                continue
+            if name.endswith("unary"):
+                wrapped = self._unary(behavior, method, aio)
+            else:
+                wrapped = self._stream(behavior, method, aio, request_streaming)
+            replace = getattr(handler, "_replace", None)
+            if callable(replace):  # grpc's own handlers are namedtuples: keep every field
+                result: grpc.RpcMethodHandler[Any, Any] = replace(**{name: wrapped})
+                return result
+            return build(
+                wrapped,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
             )
         return handler
 
@@ -283,22 +551,76 @@ class _Core:
             return self.aio_unary(behavior, method)  # context.write() style
         if aio and _SYNC_CONTEXT is not None:
             return self.aio_sync_stream(behavior, method, request_streaming)
+        if not aio and getattr(behavior, "experimental_non_blocking", False):
+            return self.sync_unary(behavior, method)  # returns at once; responses go to the sender
         return self.sync_stream(behavior, method)
 
 
-class _Configured:
-    """Sync/aio interceptor options.
+_ARGS = """
+    Args:
+        errors: maps your own exception classes to what they become: a
+            StatusError class (built with the exception's message) or a
+            function taking the exception and returning a StatusError
+            (annotate a mapping kept in a variable as ``ErrorMapping``). The
+            most specific class wins. Checked here: a bad mapping raises
+            ``TypeError`` at construction.
+        domain: the ErrorInfo domain sent with errors that carry none.
+        debug: send tracebacks of unexpected errors as DebugInfo. Never in
+            production: it is logged loudly at construction.
+        mask_permission_denied: send every ``PERMISSION_DENIED`` (raised,
+            mapped, relayed, ``abort``-ed, or set with ``set_code``) as a bare
+            ``NOT_FOUND`` "not found" that keeps only the request id; the log
+            and ``on_error`` still get the real code and reason.
+        budget: the bytes all trailers of one failure may take (at least 512;
+            default ``TRAILER_BUDGET``, 4096). What does not fit is cut in the
+            order of ``SHRINK_ORDER``; a status the handler set itself loses
+            application metadata first, then message text.
+        on_error: called with an :class:`ErrorEvent` for every failed RPC
+            (raised, aborted, or a code the handler set); an exception it
+            raises is logged and ignored.
+        logger: the logger to use instead of ``grpc_terminal.server``.
+"""
 
-    ``errors`` maps your own exception classes to error classes (or to
-    functions returning a StatusError); the most specific class wins. It is
-    checked here, at construction. ``domain`` is the ErrorInfo domain.
-    ``debug=True`` sends tracebacks of unexpected errors as DebugInfo (never
-    in production; it is logged loudly). ``mask_permission_denied=True``
-    sends PERMISSION_DENIED as a bare NOT_FOUND. ``budget`` caps the bytes of
-    trailers sent (see ``TRAILER_BUDGET``). ``on_error`` is called with an
-    :class:`ErrorEvent` for every failure translated; ``logger`` replaces the
-    ``grpc_terminal.server`` logger.
-    """
+_POOL_ARG = """        thread_pool: the executor whose threads drive sync streaming
+            handlers on the aio server (pass the one you gave
+            ``grpc.aio.server(migration_thread_pool=...)`` to share it). By
+            default the interceptor creates its own, on first use, with
+            ``DEFAULT_WORKERS`` threads named ``grpc-terminal-*``; the event
+            loop's default executor is never used.
+"""
+
+_RULES = """
+    What is sent (the full rules are in ``grpc_terminal._translate.Translator``):
+
+    * a raised :class:`StatusError` as it is; a mapped exception (``errors``)
+      as its mapping gives; anything else as ``UNKNOWN`` with a generic
+      message and a request id, the traceback logged under that id;
+    * an exception group (``ExceptionGroup``, ``asyncio.TaskGroup``) as its
+      member that matters most, nested groups included: the first terminal
+      member, else the first StatusError or relayed ``grpc.RpcError``, else
+      the mapped member with the most specific mapped class; ``UNKNOWN`` when
+      no member is expected;
+    * a failure received from a downstream call as what the peer said (its
+      code, message and details) when it carries a rich status or a code our
+      own transport never produces; otherwise its code with the message
+      "upstream call failed: <CODE>" and a request id (our own grpc's text,
+      naming hosts and addresses, is only logged); a downstream
+      ``UNAUTHENTICATED`` is about this server's credentials: it is sent as
+      ``INTERNAL`` "upstream rejected this server's credentials" (raise your
+      own ``Unauthenticated`` to blame the caller);
+    * a status the handler set itself (``abort``, ``abort_with_status``,
+      ``set_code``, also when it returns normally) as set, with invalid
+      trailing metadata dropped and the trailers kept within ``budget``.
+
+    ``KeyboardInterrupt``, ``SystemExit``, ``GeneratorExit`` and
+    ``asyncio.CancelledError`` (or a group holding one) pass through
+    untouched; any other ``BaseException`` is sent as ``UNKNOWN`` (generic
+    message and request id), then re-raised where grpc allows it.
+"""
+
+
+class _Configured:
+    """The options both interceptors take (documented on each public class)."""
 
     def __init__(
         self,
@@ -311,6 +633,7 @@ class _Configured:
         on_error: Callable[[ErrorEvent], None] | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
+        """Check the options and build the translator (see the class docstring for each argument)."""
         self._core = _Core(
             errors, domain=domain, debug=debug, mask_permission_denied=mask_permission_denied,
             budget=budget, on_error=on_error, logger=logger,
@@ -318,13 +641,25 @@ class _Configured:
 
 
 class ServerInterceptor(_Configured, _SyncBase):
-    """Sync server interceptor: raised exceptions become rich statuses (options: see _Configured)."""
+    __doc__ = (
+        "Interceptor for sync servers (``grpc.server``): raised exceptions become rich statuses.\n"
+        + _RULES
+        + """
+    On ``grpc.server`` a ``BaseException`` is replaced by the exception
+    grpc's ``abort`` raises (grpc would leave the RPC open otherwise); it is
+    logged with its traceback. For ``grpc.aio`` servers use
+    :class:`AsyncServerInterceptor` (grpc.aio refuses this class with a
+    ``ValueError``).
+"""
+        + _ARGS
+    )
 
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """The handler grpc found for this call, wrapped (called by grpc for each call)."""
         handler = continuation(handler_call_details)
         if handler is None:
             return None
@@ -332,9 +667,66 @@ class ServerInterceptor(_Configured, _SyncBase):
 
 
 class AsyncServerInterceptor(_Configured, _AioBase):
-    """grpc.aio server interceptor: raised exceptions become rich statuses (options: see _Configured)."""
+    __doc__ = (
+        "Interceptor for ``grpc.aio`` servers: raised exceptions become rich statuses.\n"
+        + _RULES
+        + """
+    Async handlers get grpc's context with ``abort`` and ``abort_with_status``
+    going through the interceptor (masking, metadata); sync handlers on the
+    aio server are served too. On a sync ``grpc.server`` every call fails at
+    once with ``UNKNOWN`` and a logged ``TypeError``: use
+    :class:`ServerInterceptor` there.
+"""
+        + _ARGS
+        + _POOL_ARG
+    )
 
-    async def intercept_service(  # type: ignore[override]
+    def __init__(
+        self,
+        errors: ErrorMapping | None = None,
+        *,
+        domain: str = DEFAULT_DOMAIN,
+        debug: bool = False,
+        mask_permission_denied: bool = False,
+        budget: int = TRAILER_BUDGET,
+        on_error: Callable[[ErrorEvent], None] | None = None,
+        logger: logging.Logger | None = None,
+        thread_pool: futures.Executor | None = None,
+    ) -> None:
+        """Check the options and build the translator (see the class docstring for each argument)."""
+        if thread_pool is not None and not isinstance(thread_pool, futures.Executor):
+            raise TypeError(f"thread_pool must be a concurrent.futures.Executor, got {thread_pool!r}")
+        super().__init__(
+            errors, domain=domain, debug=debug, mask_permission_denied=mask_permission_denied,
+            budget=budget, on_error=on_error, logger=logger,
+        )
+        self._core.thread_pool = thread_pool
+        self._warned_sync_server = False
+
+    def intercept_service(  # type: ignore[override]
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Coroutine[Any, Any, grpc.RpcMethodHandler[Any, Any] | None]:
+        """The handler grpc.aio found for this call, wrapped (awaited by grpc.aio for each call).
+
+        Raises ``TypeError`` when called outside an event loop, i.e. by a
+        sync ``grpc.server`` (which then fails the call with ``UNKNOWN``).
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            error = TypeError(
+                "grpc_terminal.AsyncServerInterceptor is for grpc.aio servers; this is a sync "
+                "grpc.server: use grpc_terminal.ServerInterceptor there"
+            )
+            if not self._warned_sync_server:
+                self._warned_sync_server = True
+                self._core.translator.log.error("%s", error)
+            raise error from None
+        return self._intercept(continuation, handler_call_details)
+
+    async def _intercept(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
         handler_call_details: grpc.HandlerCallDetails,

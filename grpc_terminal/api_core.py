@@ -13,20 +13,30 @@
 
 ``if_retryable`` accepts both raw ``grpc.RpcError`` (a stub called directly)
 and ``GoogleAPICallError`` (what generated GAPIC clients raise): a terminal
-failure is never retried.
+failure is never retried. api-core's ``Retry`` cannot lengthen its waits to a
+server's RetryInfo, so a failure whose server asks for more than
+``max_server_delay`` (300 s by default, as in :class:`grpc_terminal.RetryPolicy`)
+is not retried either: retrying sooner would go against the server. The
+predicate never raises.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 import grpc
 
-from grpc_terminal._classify import RETRYABLE_CODES, classify, find_status
+from grpc_terminal._classify import RETRYABLE_CODES, find_status
 from grpc_terminal._codec import STATUS_DETAILS_KEY, decode, from_rpc_error
 from grpc_terminal._errors import StatusError
 from grpc_terminal._reason import ProvisionFailureDetail
+from grpc_terminal._retry import (
+    DEFAULT_MAX_SERVER_DELAY,
+    check_ceiling,
+    safe_classify,
+    server_delay_too_long,
+)
 
 try:
     from google.api_core import exceptions as api_exceptions
@@ -90,13 +100,28 @@ def failure_detail(exc: BaseException) -> ProvisionFailureDetail | None:
 
 def retryable_predicate(
     retryable_codes: Collection[grpc.StatusCode] = RETRYABLE_CODES,
-) -> Any:
-    """A predicate for ``google.api_core.retry.Retry`` with a custom code table."""
+    *,
+    max_server_delay: float = DEFAULT_MAX_SERVER_DELAY,
+) -> Callable[[Exception], bool]:
+    """A predicate for ``google.api_core.retry.Retry``.
+
+    ``retryable_codes`` is the code table. ``max_server_delay`` (seconds) is
+    the ceiling on a server-suggested wait: a failure whose server asks for
+    longer (or for a delay that cannot be read) is not retried. The
+    predicate never raises: a failure it cannot read is not retried.
+    """
     codes = frozenset(retryable_codes)
+    ceiling = check_ceiling(max_server_delay)
 
     def predicate(exc: Exception) -> bool:
-        typed = from_api_core(exc)
-        return typed is not None and classify(typed, retryable_codes=codes).retryable
+        try:
+            typed = from_api_core(exc)
+        except Exception:
+            return False
+        if typed is None:
+            return False
+        verdict = safe_classify(typed, codes)
+        return verdict.retryable and not server_delay_too_long(verdict.delay, ceiling)
 
     return predicate
 

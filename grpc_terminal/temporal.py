@@ -18,10 +18,21 @@ interceptor applies :func:`grpc_terminal.classify`:
   ``reason``, ``reason_value`` and ``detail`` (see :func:`failure_details`).
   Temporal then fails the activity after this one attempt, whatever the
   activity's retry policy says.
-* retryable with a server delay (RetryInfo / pushback): a retryable
-  ``ApplicationError`` with that delay as ``next_retry_delay``.
+* retryable with a server delay (RetryInfo / pushback) of at most
+  ``max_server_delay`` (300 s by default, as in
+  :class:`grpc_terminal.RetryPolicy`): a retryable ``ApplicationError`` with
+  that delay as ``next_retry_delay``.
+* retryable with a longer server delay, or one that cannot be read (a
+  pushback of 10**13 ms, int64's maximum): a non-retryable
+  ``ApplicationError`` whose ``type`` is the code name, its detail saying
+  ``"stopped": "server_delay_too_long"`` and the ``retry_delay`` in seconds
+  (``None`` when unreadable). The activity gives up at once, as a
+  ``RetryPolicy`` would; raise ``max_server_delay`` to wait longer.
 * otherwise, and for exceptions that carry no gRPC status: untouched, so
   Temporal's own retry policy applies.
+
+Nothing here raises on absurd values: the delay is checked against the
+ceiling before it becomes a ``timedelta``.
 """
 
 from __future__ import annotations
@@ -29,8 +40,16 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from grpc_terminal._classify import classify, find_status
+from grpc_terminal._classify import find_status
 from grpc_terminal._reason import reason_name
+from grpc_terminal._retry import (
+    DEFAULT_MAX_SERVER_DELAY,
+    StopReason,
+    _is_finite,
+    check_ceiling,
+    safe_classify,
+    server_delay_too_long,
+)
 
 try:
     from temporalio.exceptions import ApplicationError
@@ -63,18 +82,30 @@ def failure_details(exc: BaseException) -> dict[str, Any] | None:
     return out
 
 
-def to_application_error(exc: BaseException) -> ApplicationError | None:
-    """The ``ApplicationError`` to raise instead of ``exc``; None to leave ``exc`` alone."""
+def to_application_error(
+    exc: BaseException, *, max_server_delay: float = DEFAULT_MAX_SERVER_DELAY
+) -> ApplicationError | None:
+    """The ``ApplicationError`` to raise instead of ``exc``; None to leave ``exc`` alone.
+
+    ``exc``: what the activity raised. ``max_server_delay``: the ceiling, in
+    seconds, on a server-suggested delay; a retryable failure asking for
+    longer becomes non-retryable (see the module documentation).
+    """
+    ceiling = check_ceiling(max_server_delay)
     if isinstance(exc, ApplicationError):
         return None
     details = failure_details(exc)
     if details is None:
         return None
-    verdict = classify(exc)
+    verdict = safe_classify(exc)
     message = details["message"] or details["code"]
     if not verdict.retryable:
         error_type = details.get("reason") or details["code"]
         return ApplicationError(message, details, type=error_type, non_retryable=True)
+    if server_delay_too_long(verdict.delay, ceiling):
+        details["stopped"] = StopReason.SERVER_DELAY_TOO_LONG.value
+        details["retry_delay"] = verdict.delay if _is_finite(verdict.delay) else None
+        return ApplicationError(message, details, type=details["code"], non_retryable=True)
     if verdict.delay is not None:
         return ApplicationError(
             message,
@@ -86,20 +117,32 @@ def to_application_error(exc: BaseException) -> ApplicationError | None:
 
 
 class _ActivityInbound(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, max_server_delay: float) -> None:
+        super().__init__(next)
+        self.max_server_delay = max_server_delay
+
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         try:
             return await super().execute_activity(input)
         except Exception as exc:
-            converted = to_application_error(exc)
+            converted = to_application_error(exc, max_server_delay=self.max_server_delay)
             if converted is None:
                 raise
             raise converted from exc
 
 
 class TerminalErrorInterceptor(Interceptor):
-    """A temporalio worker interceptor: see the module documentation."""
+    """A temporalio worker interceptor: see the module documentation.
+
+    ``max_server_delay`` (seconds, default 300): the ceiling on a
+    server-suggested delay; a retryable failure asking for longer fails the
+    activity for good instead of scheduling a retry that far away.
+    """
+
+    def __init__(self, *, max_server_delay: float = DEFAULT_MAX_SERVER_DELAY) -> None:
+        self.max_server_delay = check_ceiling(max_server_delay)
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
-        return _ActivityInbound(super().intercept_activity(next))
+        return _ActivityInbound(super().intercept_activity(next), self.max_server_delay)
 
 

@@ -21,8 +21,10 @@ function called with the server (e.g. ``lambda s: add_FooServicer_to_server(serv
 ``channel`` is a sync channel whose calls raise typed errors.
 
 pytest plugin: the ``grpc_terminal_server`` fixture is a factory taking the
-same arguments as :func:`loopback_server`; every server it starts is stopped
-at the end of the test. It is registered by the ``pytest11`` entry point, or
+same arguments as :func:`loopback_server` (``interceptor_options=``; the
+interceptor's options may also be given as keywords of their own), and
+returning the :class:`Loopback`; every server it starts is stopped at the
+end of the test. It is registered by the ``pytest11`` entry point, or
 with ``-p grpc_terminal.testing`` / ``pytest_plugins = ["grpc_terminal.testing"]``.
 """
 
@@ -43,6 +45,7 @@ from grpc_terminal._classify import find_status, is_retryable
 from grpc_terminal._client import aio_interceptors, intercept_channel
 from grpc_terminal._errors import StatusError
 from grpc_terminal._reason import Reason, coerce_reason, reason_name
+from grpc_terminal._retry import RetryPolicy
 from grpc_terminal._server import AsyncServerInterceptor, ServerInterceptor
 
 __all__ = [
@@ -179,8 +182,12 @@ class Loopback(NamedTuple):
         """``127.0.0.1:<port>``."""
         return f"{_HOST}:{self.port}"
 
-    def aio_channel(self, *, retry: Any = None) -> grpc.aio.Channel:
-        """A new grpc.aio channel raising typed errors; call it inside your event loop and close it."""
+    def aio_channel(self, *, retry: RetryPolicy | None = None) -> grpc.aio.Channel:
+        """A new grpc.aio channel raising typed errors; call it inside your event loop and close it.
+
+        ``retry`` is a :class:`~grpc_terminal.RetryPolicy` applied inside the
+        channel (see :func:`~grpc_terminal.aio_interceptors`); ``None`` never retries.
+        """
         return grpc.aio.insecure_channel(self.target, interceptors=aio_interceptors(retry=retry))
 
 
@@ -253,15 +260,20 @@ def loopback_server(
     *,
     aio: bool = False,
     interceptor_options: Mapping[str, Any] | None = None,
-    retry: Any = None,
+    retry: RetryPolicy | None = None,
     workers: int = 4,
 ) -> Iterator[Loopback]:
     """Run ``handlers`` on a real server on ``127.0.0.1:0`` behind grpc-terminal's interceptor.
 
+    ``handlers`` is a ``grpc.GenericRpcHandler``, a non-empty sequence of
+    them, or a function called with the server (for generated code:
+    ``lambda server: add_FooServicer_to_server(servicer, server)``).
     ``aio=True`` runs a ``grpc.aio`` server (with :class:`AsyncServerInterceptor`)
     on an event loop in a thread of its own; otherwise a ``grpc.server``.
-    ``interceptor_options`` go to the interceptor (``errors``, ``domain``,
-    ``on_error``, ...); ``retry`` (a ``RetryPolicy``) to the client channel.
+    ``interceptor_options`` are the interceptor's keyword arguments
+    (``errors``, ``domain``, ``on_error``, ...). ``retry`` is a
+    :class:`~grpc_terminal.RetryPolicy` for the client channel (``None``: no
+    retry). ``workers`` is the size of the server's thread pool.
     Yields a :class:`Loopback` ``(channel, port)``; the channel is closed and
     the server stopped when the block ends, whatever happens in it.
     """
@@ -288,18 +300,38 @@ if _HAVE_PYTEST:
 
     @pytest.fixture
     def grpc_terminal_server() -> Iterator[Callable[..., Loopback]]:
-        """Factory: ``grpc_terminal_server(handlers, *, aio=False, retry=None, **interceptor_options)``.
+        """Factory taking the arguments of :func:`loopback_server`, returning its :class:`Loopback`.
 
-        Starts a loopback server (see :func:`loopback_server`) and returns its
-        :class:`Loopback`; every server started is stopped after the test.
+        ``grpc_terminal_server(handlers, *, aio=False, interceptor_options=None,
+        retry=None, workers=4)``; the interceptor's options may instead be
+        given as keywords of their own (``errors=...``), but not both ways at
+        once. Every server started is stopped after the test.
         """
         with contextlib.ExitStack() as stack:
 
             def start(
-                handlers: Handlers, *, aio: bool = False, retry: Any = None, **interceptor_options: Any
+                handlers: Handlers,
+                *,
+                aio: bool = False,
+                interceptor_options: Mapping[str, Any] | None = None,
+                retry: RetryPolicy | None = None,
+                workers: int = 4,
+                **options: Any,
             ) -> Loopback:
+                if options and interceptor_options is not None:
+                    raise TypeError(
+                        "grpc_terminal_server() takes the interceptor's options either as "
+                        "interceptor_options= or as keywords, not both: got interceptor_options= "
+                        f"and {', '.join(sorted(options))}"
+                    )
                 return stack.enter_context(
-                    loopback_server(handlers, aio=aio, interceptor_options=interceptor_options, retry=retry)
+                    loopback_server(
+                        handlers,
+                        aio=aio,
+                        interceptor_options=options if options else interceptor_options,
+                        retry=retry,
+                        workers=workers,
+                    )
                 )
 
             yield start

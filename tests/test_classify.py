@@ -168,4 +168,4 @@ def test_client_metadata_limit_real_server(limit_pair: Pair) -> None:
     verdict = gt.classify(err)
     assert (verdict.retryable, verdict.rule) == (False, "client_metadata_limit")
     assert len(scenario.calls) == 1  # RetryPolicy(max_attempts=5) did not repeat it
-    assert err.retry_history is not None and err.retry_history.stopped == "terminal"
+    assert err.retry_history is not None and err.retry_history.stopped == "not_retryable"

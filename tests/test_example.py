@@ -105,7 +105,7 @@ def test_transcript_tells_each_story(transcript: str, variant: str) -> None:
 
     assert _attempts(b["invalid"]) == ["INVALID_ARGUMENT"]
     assert "field:    user: required" in b["invalid"]
-    assert _decision(b["invalid"]) == "gave up at once: terminal (INVALID_ARGUMENT is not retryable)"
+    assert _decision(b["invalid"]) == "gave up at once: not retryable (INVALID_ARGUMENT is not retryable)"
 
     flaky = b["flaky"]
     assert _attempts(flaky) == ["UNAVAILABLE", "UNAVAILABLE", "OK"]
@@ -148,7 +148,7 @@ def test_demo_in_process_results() -> None:
         ("Grant", "alice", "all-staff", "terminal", 1),
         ("Grant", "carol", "jira-users", "terminal", 1),
         ("Grant", "alice", "prod-admins", "terminal", 1),
-        ("Grant", "", "engineering", "terminal", 1),
+        ("Grant", "", "engineering", "not-retryable", 1),
         ("Grant", "alice", "flaky-group", "retried-then-succeeded", 3),
         ("Grant", "ghost", "engineering", "gave-up", 3),
         ("Revoke", "alice", "engineering", "succeeded", 1),

@@ -35,7 +35,9 @@ class Scenario:
     user: str
     target: str
     story: str
-    expect: str  # succeeded | retried-then-succeeded | terminal | gave-up
+    # succeeded | retried-then-succeeded | terminal | not-retryable | gave-up
+    # ("terminal" only for a ProvisionFailureDetail, the contract gt.is_terminal reads)
+    expect: str
 
 
 SCENARIOS = (
@@ -44,7 +46,7 @@ SCENARIOS = (
     Scenario("Grant", "alice", "all-staff", "the group is managed by a rule", "terminal"),
     Scenario("Grant", "carol", "jira-users", "no license seat left", "terminal"),
     Scenario("Grant", "alice", "prod-admins", "policy forbids direct grants", "terminal"),
-    Scenario("Grant", "", "engineering", "the request has no user", "terminal"),
+    Scenario("Grant", "", "engineering", "the request has no user", "not-retryable"),
     Scenario("Grant", "alice", "flaky-group", "upstream 503 + Retry-After, twice", "retried-then-succeeded"),
     Scenario("Grant", "ghost", "engineering", "the connector hits a bug", "gave-up"),
     Scenario("Revoke", "alice", "engineering", "an ordinary revoke", "succeeded"),
@@ -166,10 +168,17 @@ def _decide(sc: Scenario, attempts: Attempts, error: BaseException | None, respo
     typed = _typed(error)
     verdict = gt.classify(error)
     history = _history(error)
-    stopped = str(history.stopped) if history is not None else ("terminal" if count <= 1 else "exhausted")
-    if stopped == "terminal" and not verdict.retryable:
+    if history is not None:
+        stopped = str(history.stopped)
+    elif count > 1:
+        stopped = "exhausted"
+    else:
+        stopped = "terminal" if gt.is_terminal(error) else "not_retryable"
+    if stopped in ("terminal", "not_retryable") and not verdict.retryable:
         why = _RULES.get(verdict.rule, f"{verdict.code.name if verdict.code else '?'} is not retryable")
-        kind, decision = "terminal", f"gave up at once: terminal ({why})"
+        # "terminal" is the ProvisionFailureDetail contract; anything else is merely not retryable
+        kind = "terminal" if stopped == "terminal" else "not-retryable"
+        decision = f"gave up at once: {kind.replace('-', ' ')} ({why})"
     else:
         why = _STOPS.get(stopped, stopped)
         kind, decision = "gave-up", f"gave up after {count} attempts ({stopped}: {why})"
@@ -182,6 +191,7 @@ _STOPS = {
     "deadline": "the next wait would pass the deadline",
     "throttled": "the retry budget is spent",
     "committed": "a response already reached the caller",
+    "server_delay_too_long": "the server's suggested wait is beyond the policy's max_server_delay",
 }
 
 
