@@ -660,6 +660,9 @@ async def test_aio_response_stream_failure(variant: str, server: PlainServer) ->
 @aio_variants()
 @pytest.mark.asyncio
 async def test_aio_response_stream_read(variant: str, server: PlainServer) -> None:
+    old_grpc = tuple(int(p) for p in grpc.__version__.split(".")[:2]) < (1, 62)
+    if variant.startswith("aio_interceptors") and old_grpc:
+        pytest.skip("grpcio before 1.62: read() through grpc.aio interceptors differs (the floor run)")
     async with aio_channel(variant, server.target) as channel:
         stubs = AioStubs(channel)
         call = stubs.stream(Msg(value=key("fail")), timeout=5)
