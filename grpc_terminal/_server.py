@@ -571,7 +571,7 @@ _ARGS = """
             mapped, relayed, ``abort``-ed, or set with ``set_code``) as a bare
             ``NOT_FOUND`` "not found" that keeps only the request id; the log
             and ``on_error`` still get the real code and reason.
-        budget: the bytes all trailers of one failure may take (at least 512;
+        budget: the bytes all trailers of one failure may take (at least 1024;
             default ``TRAILER_BUDGET``, 4096). What does not fit is cut in the
             order of ``SHRINK_ORDER``; a status the handler set itself loses
             application metadata first, then message text.

@@ -21,6 +21,7 @@ from google.rpc import error_details_pb2 as ed
 from grpc_terminal._classify import classify
 from grpc_terminal._codec import (
     DEFAULT_DOMAIN,
+    MIN_BUDGET,
     PUSHBACK_KEY,
     STATUS_DETAILS_KEY,
     TRAILER_BUDGET,
@@ -313,8 +314,8 @@ class Translator:
         self._errors = _validate(errors)
         if not isinstance(domain, str) or not domain or len(domain) > 253:
             raise ValueError(f"domain must be a non-empty str of at most 253 chars, got {domain!r}")
-        if not isinstance(budget, int) or budget < 512:
-            raise ValueError(f"budget must be an int of at least 512 bytes, got {budget!r}")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_BUDGET:
+            raise ValueError(f"budget must be an int of at least {MIN_BUDGET} bytes, got {budget!r}")
         if on_error is not None and not callable(on_error):
             raise TypeError(f"on_error must be callable, got {on_error!r}")
         self.domain = domain

@@ -87,5 +87,11 @@ def test_wrong_options_are_rejected() -> None:
         gt.ServerInterceptor(domain="")
     with pytest.raises(ValueError, match="budget"):
         gt.ServerInterceptor(budget=10)
+    # Under 1024 bytes the irreducible status may not fit: refused, so the budget is a promise.
+    with pytest.raises(ValueError, match="at least 1024"):
+        gt.ServerInterceptor(budget=1023)
+    with pytest.raises(ValueError, match="budget"):
+        gt.ServerInterceptor(budget=True)  # type: ignore[arg-type]
+    gt.ServerInterceptor(budget=1024)
     with pytest.raises(TypeError, match="on_error"):
         gt.ServerInterceptor(on_error="print")  # type: ignore[arg-type]
