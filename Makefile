@@ -12,7 +12,7 @@ GEN_OUT := grpc_terminal/_gen
 
 export GT_PROTOC_PYTHON := $(abspath $(GEN_VENV))/bin/python
 
-.PHONY: test test-wheel lint proto demo interop bench fuzz soak test-floor clean
+.PHONY: test test-wheel lint proto demo interop bench fuzz soak test-floor mutate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,14 @@ fuzz: $(STAMP)
 	$(BIN)/pip install -q 'atheris>=2.3'
 	PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python $(BIN)/python fuzz/fuzz_decode.py \
 	  -max_total_time=$${FUZZ_SECONDS:-60} fuzz/corpus
+
+# Mutation testing of the decision modules ([tool.mutmut] in pyproject.toml):
+# slow (about half an hour on two cores), so not part of `make test`.
+# `make mutate` prints the score per module; `mutmut results` lists survivors.
+mutate: $(STAMP)
+	$(BIN)/pip install -q 'mutmut==3.8.1'
+	$(BIN)/mutmut run --max-children $${MUTATE_JOBS:-2} || true
+	$(BIN)/python benchmarks/mutation_scores.py
 
 soak: $(STAMP)
 	$(BIN)/pytest -m slow -s -p no:cacheprovider -p no:logging tests/test_soak.py

@@ -6,6 +6,8 @@ get the typed error back, still a ``grpc.RpcError``, and retry logic stops at
 once on terminal failures while backing off on transient ones.
 """
 
+from types import FunctionType as _FunctionType
+
 from grpc_terminal._classify import (
     RETRYABLE_CODES,
     Verdict,
@@ -128,3 +130,21 @@ __all__ = [
     "terminal_error",
     "to_status",
 ]
+
+
+def _public_module() -> None:
+    """Give every exported class and function ``__module__ = "grpc_terminal"``.
+
+    Tracebacks, ``repr`` and ``help()`` then show ``grpc_terminal.LicenseExhausted``,
+    the name users import, not the private module it is defined in. The
+    generated ProvisionFailureDetail keeps its protobuf module.
+    """
+    for name in __all__:
+        obj = globals()[name]
+        module = str(getattr(obj, "__module__", ""))
+        private = module.startswith("grpc_terminal._") and not module.startswith("grpc_terminal._gen")
+        if isinstance(obj, type | _FunctionType) and private:
+            obj.__module__ = "grpc_terminal"
+
+
+_public_module()

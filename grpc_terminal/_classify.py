@@ -55,13 +55,13 @@ import collections
 import copy
 import re
 from collections.abc import Collection, Iterator
-from dataclasses import dataclass
 
 import grpc
 
 from grpc_terminal._codec import PUSHBACK_KEY, STATUS_DETAILS_KEY, from_rpc_error, read_metadata
 from grpc_terminal._details import MAX_SERVER_DELAY
 from grpc_terminal._errors import StatusError
+from grpc_terminal._history import Verdict
 from grpc_terminal._reason import ProvisionFailureDetail
 
 __all__ = [
@@ -231,16 +231,6 @@ def _client_fault(status: StatusError, code: grpc.StatusCode) -> str | None:
     if pattern.search(message) is None or not _received_bare(status):
         return None
     return rule
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """What classification decided for one failure, and by which rule."""
-
-    retryable: bool
-    rule: str
-    code: grpc.StatusCode | None
-    delay: float | None
 
 
 def classify(

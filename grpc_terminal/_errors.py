@@ -44,7 +44,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, Unpack
+from typing import Any, ClassVar, TypedDict, Unpack
 
 import grpc
 from google.protobuf import any_pb2
@@ -52,6 +52,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2 as ed
 
 from grpc_terminal import _details
+from grpc_terminal._history import RetryHistory
 from grpc_terminal._reason import (
     ProvisionFailureDetail,
     Reason,
@@ -92,9 +93,6 @@ __all__ = [
     "terminal_error",
 ]
 
-if TYPE_CHECKING:
-    from grpc_terminal._retry import RetryHistory
-
 _log = logging.getLogger("grpc_terminal")
 
 Metadata = tuple[tuple[str, str | bytes], ...]
@@ -117,6 +115,11 @@ class StatusOptions(TypedDict, total=False):
     trailing_metadata: Iterable[tuple[str, str | bytes]]
 
 
+#: Written by the class definitions below (``code=`` and ``reason=`` class keywords).
+_CLASS_FOR_CODE: dict[grpc.StatusCode, type[StatusError]] = {}
+_CLASS_FOR_REASON: dict[Reason, type[TerminalError]] = {}
+
+
 def _restore(cls: type[StatusError], args: tuple[Any, ...], state: dict[str, Any]) -> StatusError:
     obj = cls.__new__(cls, *args)
     BaseException.__init__(obj, *args)
@@ -129,6 +132,21 @@ class StatusError(grpc.RpcError):
 
     #: The status code instances of this class carry.
     grpc_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+
+    def __init_subclass__(cls, *, code: grpc.StatusCode | None = None, **kwargs: Any) -> None:
+        """Register ``cls`` as *the* class for ``code`` (given as a class keyword).
+
+        Only this module's classes pass ``code=`` (``class NotFound(StatusError,
+        code=grpc.StatusCode.NOT_FOUND)``): the registry that decoding uses is
+        written by the definitions themselves. A subclass of yours inherits its
+        base's code and registers nothing.
+        """
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            if code in _CLASS_FOR_CODE:
+                raise TypeError(f"{code.name} already has its class: {_CLASS_FOR_CODE[code].__name__}")
+            cls.grpc_code = code
+            _CLASS_FOR_CODE[code] = cls
 
     _failure_detail: ProvisionFailureDetail | None = None
     error_info: ed.ErrorInfo | None = None
@@ -349,12 +367,6 @@ class StatusError(grpc.RpcError):
             return []
         return [(v.field, v.description) for v in self.bad_request.field_violations]
 
-    def to_problem(self) -> dict[str, Any]:
-        """This failure as an RFC 9457 problem object; see :func:`grpc_terminal.problem`."""
-        from grpc_terminal._problem import problem  # deferred: _problem imports this module
-
-        return problem(self)
-
     # -- printing and pickling --------------------------------------------------
 
     def __str__(self) -> str:
@@ -375,100 +387,68 @@ class StatusError(grpc.RpcError):
         return (_restore, (type(self), self.args, dict(self.__dict__)))
 
 
-class Cancelled(StatusError):
+class Cancelled(StatusError, code=grpc.StatusCode.CANCELLED):
     """The call was cancelled (CANCELLED)."""
 
-    grpc_code = grpc.StatusCode.CANCELLED
 
-
-class Unknown(StatusError):
+class Unknown(StatusError, code=grpc.StatusCode.UNKNOWN):
     """An error with no better code (UNKNOWN)."""
 
-    grpc_code = grpc.StatusCode.UNKNOWN
 
-
-class InvalidArgument(StatusError):
+class InvalidArgument(StatusError, code=grpc.StatusCode.INVALID_ARGUMENT):
     """The request is invalid whatever the system state (INVALID_ARGUMENT)."""
 
-    grpc_code = grpc.StatusCode.INVALID_ARGUMENT
 
-
-class DeadlineExceeded(StatusError):
+class DeadlineExceeded(StatusError, code=grpc.StatusCode.DEADLINE_EXCEEDED):
     """The deadline passed before the operation finished (DEADLINE_EXCEEDED)."""
 
-    grpc_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
-
-class NotFound(StatusError):
+class NotFound(StatusError, code=grpc.StatusCode.NOT_FOUND):
     """A requested entity was not found (NOT_FOUND)."""
 
-    grpc_code = grpc.StatusCode.NOT_FOUND
 
-
-class AlreadyExists(StatusError):
+class AlreadyExists(StatusError, code=grpc.StatusCode.ALREADY_EXISTS):
     """The entity to create already exists (ALREADY_EXISTS)."""
 
-    grpc_code = grpc.StatusCode.ALREADY_EXISTS
 
-
-class PermissionDenied(StatusError):
+class PermissionDenied(StatusError, code=grpc.StatusCode.PERMISSION_DENIED):
     """The caller may not do this (PERMISSION_DENIED)."""
 
-    grpc_code = grpc.StatusCode.PERMISSION_DENIED
 
-
-class ResourceExhausted(StatusError):
+class ResourceExhausted(StatusError, code=grpc.StatusCode.RESOURCE_EXHAUSTED):
     """A quota or resource ran out (RESOURCE_EXHAUSTED)."""
 
-    grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
-
-class FailedPrecondition(StatusError):
+class FailedPrecondition(StatusError, code=grpc.StatusCode.FAILED_PRECONDITION):
     """The system is not in a state that allows this (FAILED_PRECONDITION)."""
 
-    grpc_code = grpc.StatusCode.FAILED_PRECONDITION
 
-
-class Aborted(StatusError):
+class Aborted(StatusError, code=grpc.StatusCode.ABORTED):
     """A concurrency conflict aborted the operation (ABORTED)."""
 
-    grpc_code = grpc.StatusCode.ABORTED
 
-
-class OutOfRange(StatusError):
+class OutOfRange(StatusError, code=grpc.StatusCode.OUT_OF_RANGE):
     """The operation went past the valid range (OUT_OF_RANGE)."""
 
-    grpc_code = grpc.StatusCode.OUT_OF_RANGE
 
-
-class Unimplemented(StatusError):
+class Unimplemented(StatusError, code=grpc.StatusCode.UNIMPLEMENTED):
     """The operation is not implemented or supported (UNIMPLEMENTED)."""
 
-    grpc_code = grpc.StatusCode.UNIMPLEMENTED
 
-
-class Internal(StatusError):
+class Internal(StatusError, code=grpc.StatusCode.INTERNAL):
     """An invariant of the server broke (INTERNAL)."""
 
-    grpc_code = grpc.StatusCode.INTERNAL
 
-
-class Unavailable(StatusError):
+class Unavailable(StatusError, code=grpc.StatusCode.UNAVAILABLE):
     """The service is unavailable for now; retrying may help (UNAVAILABLE)."""
 
-    grpc_code = grpc.StatusCode.UNAVAILABLE
 
-
-class DataLoss(StatusError):
+class DataLoss(StatusError, code=grpc.StatusCode.DATA_LOSS):
     """Unrecoverable data loss or corruption (DATA_LOSS)."""
 
-    grpc_code = grpc.StatusCode.DATA_LOSS
 
-
-class Unauthenticated(StatusError):
+class Unauthenticated(StatusError, code=grpc.StatusCode.UNAUTHENTICATED):
     """The request has no valid credentials (UNAUTHENTICATED)."""
-
-    grpc_code = grpc.StatusCode.UNAUTHENTICATED
 
 
 def _checked_reason(reason: ReasonLike) -> Reason:
@@ -484,6 +464,20 @@ class TerminalError(StatusError):
     """A failure that retrying cannot fix; carries a ProvisionFailureDetail (arguments: see ``__init__``)."""
 
     _reason: ClassVar[Reason | None] = None
+
+    def __init_subclass__(cls, *, reason: Reason | None = None, **kwargs: Any) -> None:
+        """Register ``cls`` as *the* class for ``reason`` (given as a class keyword).
+
+        As with ``code=`` on :class:`StatusError`, only this module's classes
+        pass it; the code is the reason's (:func:`code_for_reason`).
+        """
+        super().__init_subclass__(**kwargs)
+        if reason is not None:
+            if reason in _CLASS_FOR_REASON:
+                raise TypeError(f"{reason.name} already has its class: {_CLASS_FOR_REASON[reason].__name__}")
+            cls._reason = reason
+            cls.grpc_code = code_for_reason(reason)
+            _CLASS_FOR_REASON[reason] = cls
 
     def __init__(
         self,
@@ -558,53 +552,24 @@ class TerminalError(StatusError):
         return self._failure_detail.detail if self._failure_detail else ""
 
 
-class UserNotProvisionable(TerminalError, FailedPrecondition):
+class UserNotProvisionable(TerminalError, FailedPrecondition, reason=Reason.USER_NOT_PROVISIONABLE):
     """The target user cannot be provisioned in its current state."""
 
-    _reason = Reason.USER_NOT_PROVISIONABLE
 
-
-class TargetManagedExternally(TerminalError, FailedPrecondition):
+class TargetManagedExternally(TerminalError, FailedPrecondition, reason=Reason.TARGET_MANAGED_EXTERNALLY):
     """The target is governed by something outside this service's control."""
 
-    _reason = Reason.TARGET_MANAGED_EXTERNALLY
 
-
-class LicenseExhausted(TerminalError, FailedPrecondition):
+class LicenseExhausted(TerminalError, FailedPrecondition, reason=Reason.LICENSE_EXHAUSTED):
     """A capacity limit such as license seats was reached."""
 
-    _reason = Reason.LICENSE_EXHAUSTED
 
-
-class ValidationFailure(TerminalError, FailedPrecondition):
+class ValidationFailure(TerminalError, FailedPrecondition, reason=Reason.VALIDATION_FAILURE):
     """The upstream rejected the request as invalid for this target."""
 
-    _reason = Reason.VALIDATION_FAILURE
 
-
-class OperationNotPermitted(TerminalError, PermissionDenied):
+class OperationNotPermitted(TerminalError, PermissionDenied, reason=Reason.OPERATION_NOT_PERMITTED):
     """Policy forbids the operation."""
-
-    _reason = Reason.OPERATION_NOT_PERMITTED
-
-
-_CLASS_FOR_CODE: dict[grpc.StatusCode, type[StatusError]] = {
-    cls.grpc_code: cls
-    for cls in (
-        Cancelled, Unknown, InvalidArgument, DeadlineExceeded, NotFound, AlreadyExists,
-        PermissionDenied, ResourceExhausted, FailedPrecondition, Aborted, OutOfRange,
-        Unimplemented, Internal, Unavailable, DataLoss, Unauthenticated,
-    )
-}
-
-_CLASS_FOR_REASON: dict[Reason, type[TerminalError]] = {
-    cls._reason: cls
-    for cls in (
-        UserNotProvisionable, TargetManagedExternally, LicenseExhausted,
-        ValidationFailure, OperationNotPermitted,
-    )
-    if cls._reason is not None
-}
 
 
 def class_for(code: grpc.StatusCode, reason: int | None = None) -> type[StatusError]:

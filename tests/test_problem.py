@@ -240,14 +240,6 @@ def test_problem_of_an_error_received_over_a_real_call() -> None:
     assert "a bug" not in json.dumps(body)
 
 
-def test_to_problem_method_delegates_when_present() -> None:
-    err = gt.UserNotProvisionable("suspended")
-    method = getattr(err, "to_problem", None)
-    if method is None:
-        pytest.skip("StatusError.to_problem is not wired up yet")
-    assert method() == problem(err)
-
-
 # -- exit codes -------------------------------------------------------------------------
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import grpc
+import pytest
+
 import grpc_terminal as gt
 
 
@@ -28,3 +31,35 @@ def test_design_names_exist() -> None:
 
 def test_version() -> None:
     assert gt.__version__.count(".") == 2
+
+
+def test_exported_names_say_grpc_terminal_not_a_private_module() -> None:
+    for name in gt.__all__:
+        obj = getattr(gt, name)
+        if isinstance(obj, type) or (callable(obj) and hasattr(obj, "__code__")):
+            module = obj.__module__
+            assert module == "grpc_terminal" or module.endswith("_pb2"), (name, module)
+    assert "grpc_terminal.LicenseExhausted" in repr(gt.LicenseExhausted)
+
+
+def test_the_class_registry_is_written_by_the_definitions() -> None:
+    # Every code and every known reason has exactly one class, found by class_for.
+    from grpc_terminal._errors import class_for
+
+    for code in grpc.StatusCode:
+        if code is not grpc.StatusCode.OK:
+            cls = class_for(code)
+            assert cls.grpc_code is code and cls.__name__.lower() == code.name.replace("_", "").lower()
+    for reason in gt.Reason:
+        if reason is not gt.Reason.UNSPECIFIED:
+            cls = class_for(gt.code_for_reason(reason), int(reason))
+            assert issubclass(cls, gt.TerminalError) and cls._reason is reason
+    with pytest.raises(TypeError, match="NOT_FOUND already has its class: NotFound"):
+
+        class Again(gt.StatusError, code=grpc.StatusCode.NOT_FOUND):
+            pass
+
+    class Mine(gt.NotFound):  # a user's subclass inherits the code and registers nothing
+        pass
+
+    assert Mine.grpc_code is grpc.StatusCode.NOT_FOUND and class_for(grpc.StatusCode.NOT_FOUND) is gt.NotFound
