@@ -52,6 +52,7 @@ from grpc_terminal._errors import (
     ValidationFailure,
     terminal_error,
 )
+from grpc_terminal._options import ErrorEvent, ErrorFactory, ErrorMapping, ServerOptions
 from grpc_terminal._problem import (
     EXIT_CODES,
     HTTP_STATUS,
@@ -64,7 +65,6 @@ from grpc_terminal._reason import ProvisionFailureDetail, Reason, code_for_reaso
 from grpc_terminal._retry import RetryBudget, RetryHistory, RetryPolicy, StopReason, service_config
 from grpc_terminal._server import AsyncServerInterceptor, ServerInterceptor
 from grpc_terminal._status import to_status
-from grpc_terminal._translate import ErrorEvent, ErrorFactory, ErrorMapping
 from grpc_terminal._version import __version__
 
 __all__ = [
@@ -100,6 +100,7 @@ __all__ = [
     "SHRINK_ORDER",
     "STATUS_DETAILS_KEY",
     "ServerInterceptor",
+    "ServerOptions",
     "StatusError",
     "StopReason",
     "TRAILER_BUDGET",

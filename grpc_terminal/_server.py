@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent import futures
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 import grpc.aio
 
-from grpc_terminal._codec import DEFAULT_DOMAIN, TRAILER_BUDGET
-from grpc_terminal._translate import ErrorEvent, ErrorMapping, HandlerStatus, Translator, group_leaves
+from grpc_terminal._options import ServerOptions
+from grpc_terminal._translate import HandlerStatus, Translator, group_leaves
 
 __all__ = ["AsyncServerInterceptor", "ServerInterceptor"]
 
@@ -242,8 +242,8 @@ def _keep_attributes(wrapper: Callable[..., Any], behavior: Callable[..., Any]) 
 class _Core:
     """What both interceptors share: the translator and the per-kind wrapping."""
 
-    def __init__(self, errors: ErrorMapping | None, **options: Any) -> None:
-        self.translator = Translator(errors, **options)
+    def __init__(self, options: ServerOptions) -> None:
+        self.translator = Translator(options)
         # method -> (the handler grpc gave us, our wrapped handler). Generic
         # handlers hand back the same object for every call, so wrapping
         # happens once per method instead of once per RPC.
@@ -556,30 +556,13 @@ class _Core:
         return self.sync_stream(behavior, method)
 
 
-_ARGS = """
-    Args:
-        errors: maps your own exception classes to what they become: a
-            StatusError class (built with the exception's message) or a
-            function taking the exception and returning a StatusError
-            (annotate a mapping kept in a variable as ``ErrorMapping``). The
-            most specific class wins. Checked here: a bad mapping raises
-            ``TypeError`` at construction.
-        domain: the ErrorInfo domain sent with errors that carry none.
-        debug: send tracebacks of unexpected errors as DebugInfo. Never in
-            production: it is logged loudly at construction.
-        mask_permission_denied: send every ``PERMISSION_DENIED`` (raised,
-            mapped, relayed, ``abort``-ed, or set with ``set_code``) as a bare
-            ``NOT_FOUND`` "not found" that keeps only the request id; the log
-            and ``on_error`` still get the real code and reason.
-        budget: the bytes all trailers of one failure may take (at least 1024;
-            default ``TRAILER_BUDGET``, 4096). What does not fit is cut in the
-            order of ``SHRINK_ORDER``; a status the handler set itself loses
-            application metadata first, then message text.
-        on_error: called with an :class:`ErrorEvent` for every failed RPC
-            (raised, aborted, or a code the handler set); an exception it
-            raises is logged and ignored.
-        logger: the logger to use instead of ``grpc_terminal.server``.
-"""
+def _options_args() -> str:
+    """The ``Args:`` section of :class:`ServerOptions`, written once, shown by both interceptors."""
+    doc = ServerOptions.__doc__ or ""
+    return "\n" + doc[doc.index("    Args:") : doc.index("    Raises:")].rstrip() + "\n"
+
+
+_OPTIONS = _options_args()
 
 _POOL_ARG = """        thread_pool: the executor whose threads drive sync streaming
             handlers on the aio server (pass the one you gave
@@ -590,7 +573,7 @@ _POOL_ARG = """        thread_pool: the executor whose threads drive sync stream
 """
 
 _RULES = """
-    What is sent (the full rules are in ``grpc_terminal._translate.Translator``):
+    What is sent (the full rules are under Guarantees in the README):
 
     * a raised :class:`StatusError` as it is; a mapped exception (``errors``)
       as its mapping gives; anything else as ``UNKNOWN`` with a generic
@@ -619,28 +602,16 @@ _RULES = """
 """
 
 
-class _Configured:
-    """The options both interceptors take (documented on each public class)."""
-
-    def __init__(
-        self,
-        errors: ErrorMapping | None = None,
-        *,
-        domain: str = DEFAULT_DOMAIN,
-        debug: bool = False,
-        mask_permission_denied: bool = False,
-        budget: int = TRAILER_BUDGET,
-        on_error: Callable[[ErrorEvent], None] | None = None,
-        logger: logging.Logger | None = None,
-    ) -> None:
-        """Check the options and build the translator (see the class docstring for each argument)."""
-        self._core = _Core(
-            errors, domain=domain, debug=debug, mask_permission_denied=mask_permission_denied,
-            budget=budget, on_error=on_error, logger=logger,
-        )
+def _same_object(self: object, other: object) -> bool:
+    return self is other
 
 
-class ServerInterceptor(_Configured, _SyncBase):
+def _identity_hash(self: object) -> int:
+    return id(self) >> 4
+
+
+@dataclass(frozen=True, eq=False)
+class ServerInterceptor(ServerOptions, _SyncBase):
     __doc__ = (
         "Interceptor for sync servers (``grpc.server``): raised exceptions become rich statuses.\n"
         + _RULES
@@ -651,8 +622,18 @@ class ServerInterceptor(_Configured, _SyncBase):
     :class:`AsyncServerInterceptor` (grpc.aio refuses this class with a
     ``ValueError``).
 """
-        + _ARGS
+        + _OPTIONS
     )
+
+    # An interceptor is an object with a life of its own, not a value: equal
+    # only to itself (its options compare with ``ServerOptions(...)``).
+    __eq__ = _same_object
+    __hash__ = _identity_hash
+    _core: _Core = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "_core", _Core(self))
 
     def intercept_service(
         self,
@@ -666,7 +647,8 @@ class ServerInterceptor(_Configured, _SyncBase):
         return self._core.wrapped(handler, handler_call_details.method, aio=False)
 
 
-class AsyncServerInterceptor(_Configured, _AioBase):
+@dataclass(frozen=True, eq=False)
+class AsyncServerInterceptor(ServerOptions, _AioBase):
     __doc__ = (
         "Interceptor for ``grpc.aio`` servers: raised exceptions become rich statuses.\n"
         + _RULES
@@ -677,31 +659,25 @@ class AsyncServerInterceptor(_Configured, _AioBase):
     once with ``UNKNOWN`` and a logged ``TypeError``: use
     :class:`ServerInterceptor` there.
 """
-        + _ARGS
+        + _OPTIONS
         + _POOL_ARG
     )
 
-    def __init__(
-        self,
-        errors: ErrorMapping | None = None,
-        *,
-        domain: str = DEFAULT_DOMAIN,
-        debug: bool = False,
-        mask_permission_denied: bool = False,
-        budget: int = TRAILER_BUDGET,
-        on_error: Callable[[ErrorEvent], None] | None = None,
-        logger: logging.Logger | None = None,
-        thread_pool: futures.Executor | None = None,
-    ) -> None:
-        """Check the options and build the translator (see the class docstring for each argument)."""
-        if thread_pool is not None and not isinstance(thread_pool, futures.Executor):
-            raise TypeError(f"thread_pool must be a concurrent.futures.Executor, got {thread_pool!r}")
-        super().__init__(
-            errors, domain=domain, debug=debug, mask_permission_denied=mask_permission_denied,
-            budget=budget, on_error=on_error, logger=logger,
-        )
-        self._core.thread_pool = thread_pool
-        self._warned_sync_server = False
+    thread_pool: futures.Executor | None = field(default=None, kw_only=True)
+
+    __eq__ = _same_object
+    __hash__ = _identity_hash
+    _core: _Core = field(init=False, repr=False, compare=False)
+    _warned_sync_server: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.thread_pool is not None and not isinstance(self.thread_pool, futures.Executor):
+            raise TypeError(f"thread_pool must be a concurrent.futures.Executor, got {self.thread_pool!r}")
+        core = _Core(self)
+        core.thread_pool = self.thread_pool
+        object.__setattr__(self, "_core", core)
+        object.__setattr__(self, "_warned_sync_server", False)
 
     def intercept_service(  # type: ignore[override]
         self,
@@ -721,7 +697,7 @@ class AsyncServerInterceptor(_Configured, _AioBase):
                 "grpc.server: use grpc_terminal.ServerInterceptor there"
             )
             if not self._warned_sync_server:
-                self._warned_sync_server = True
+                object.__setattr__(self, "_warned_sync_server", True)
                 self._core.translator.log.error("%s", error)
             raise error from None
         return self._intercept(continuation, handler_call_details)

@@ -11,20 +11,17 @@ from __future__ import annotations
 import logging
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Never, TypeAlias, cast
+from typing import Any, cast
 
 import grpc
 from google.rpc import error_details_pb2 as ed
 
 from grpc_terminal._classify import classify
 from grpc_terminal._codec import (
-    DEFAULT_DOMAIN,
-    MIN_BUDGET,
     PUSHBACK_KEY,
     STATUS_DETAILS_KEY,
-    TRAILER_BUDGET,
     TRUNCATION_MARK,
     Encoded,
     _parse_status,
@@ -35,20 +32,11 @@ from grpc_terminal._codec import (
     trailer_size,
     valid_metadata,
 )
-from grpc_terminal._errors import Metadata, NotFound, StatusError, TerminalError, Unknown, class_for
+from grpc_terminal._errors import Metadata, NotFound, StatusError, Unknown, class_for
+from grpc_terminal._options import ErrorEvent, ServerOptions
 from grpc_terminal._reason import reason_name
 
-__all__ = ["ErrorEvent", "ErrorFactory", "ErrorMapping", "HandlerStatus", "Translator"]
-
-#: What one exception class maps to: a :class:`StatusError` class (called with
-#: the exception's message) or a function taking the exception and returning a
-#: StatusError. A function may be typed with its own exception class
-#: (``def seats(e: SeatsFull) -> StatusError``): ``Never`` accepts it.
-ErrorFactory: TypeAlias = type[StatusError] | Callable[[Never], StatusError]
-
-#: The ``errors=`` argument of the interceptors: exception class -> :data:`ErrorFactory`.
-#: Annotate a mapping kept in a variable with it (``errors: ErrorMapping = {...}``).
-ErrorMapping: TypeAlias = Mapping[type[BaseException], ErrorFactory]
+__all__ = ["HandlerStatus", "Translator"]
 
 _log = logging.getLogger("grpc_terminal.server")
 
@@ -74,42 +62,6 @@ TRANSPORT_CODES: frozenset[grpc.StatusCode] = frozenset(
 
 UPSTREAM_CREDENTIALS_MESSAGE = "upstream rejected this server's credentials"
 MASKED_MESSAGE = "not found"
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorEvent:
-    """One failed RPC, as the server reported it (passed to ``on_error``).
-
-    For a masked failure (``mask_permission_denied``) ``code`` and ``reason``
-    are the real ones, ``masked`` is True and ``sent_code`` is what the caller
-    got (``NOT_FOUND``).
-    """
-
-    #: The full method name, e.g. ``/pkg.Service/Method``.
-    method: str
-    #: The status code of the failure (before masking).
-    code: grpc.StatusCode
-    #: The ProvisionFailureDetail reason, else the ErrorInfo reason, else the code's name.
-    reason: str
-    #: The request id sent with the failure (unexpected errors, replaced transport errors), else None.
-    request_id: str | None
-    #: False for exceptions nobody mapped (sent as UNKNOWN with a request id).
-    expected: bool
-    #: What the handler raised (a bare ``Exception`` for ``context.abort``, or for a
-    #: status the handler set and then returned).
-    exception: BaseException
-    #: A ProvisionFailureDetail was sent.
-    terminal: bool = False
-    #: What :func:`grpc_terminal.is_retryable` will say on the client.
-    retryable: bool = False
-    #: The failure was a PERMISSION_DENIED sent as a bare NOT_FOUND.
-    masked: bool = False
-    #: The code the caller got; ``code`` unless masked (filled in from ``code`` when not given).
-    sent_code: grpc.StatusCode | None = None
-
-    def __post_init__(self) -> None:
-        if self.sent_code is None:
-            object.__setattr__(self, "sent_code", self.code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,33 +159,6 @@ def _request_id(err: StatusError) -> str | None:
     return rid if isinstance(rid, str) and rid else None
 
 
-def _validate(errors: ErrorMapping | None) -> dict[type[BaseException], ErrorFactory]:
-    if errors is None:
-        return {}
-    if not isinstance(errors, Mapping):
-        raise TypeError(f"errors must be a mapping of exception class to error, got {errors!r}")
-    table: dict[type[BaseException], ErrorFactory] = {}
-    for source, target in errors.items():
-        if not (isinstance(source, type) and issubclass(source, BaseException)):
-            raise TypeError(f"errors: key {source!r} is not an exception class")
-        if isinstance(target, type):
-            if not issubclass(target, StatusError):
-                raise TypeError(
-                    f"errors[{source.__name__}]: {target.__name__} is not a grpc_terminal.StatusError"
-                )
-            if target is TerminalError:
-                raise TypeError(
-                    f"errors[{source.__name__}]: TerminalError needs a reason; map to one of its "
-                    "subclasses or to a function returning terminal_error(...)"
-                )
-        elif not callable(target):
-            raise TypeError(
-                f"errors[{source.__name__}]: expected a StatusError class or a callable, got {target!r}"
-            )
-        table[source] = target
-    return table
-
-
 def _effective_code(code: object, aio: bool) -> grpc.StatusCode:
     """The code grpc sends for what a handler passed to ``abort``/``set_code``.
 
@@ -300,30 +225,16 @@ class Translator:
     code and reason with ``masked=True``.
     """
 
-    def __init__(
-        self,
-        errors: ErrorMapping | None = None,
-        *,
-        domain: str = DEFAULT_DOMAIN,
-        debug: bool = False,
-        mask_permission_denied: bool = False,
-        budget: int = TRAILER_BUDGET,
-        on_error: Callable[[ErrorEvent], None] | None = None,
-        logger: logging.Logger | None = None,
-    ) -> None:
-        self._errors = _validate(errors)
-        if not isinstance(domain, str) or not domain or len(domain) > 253:
-            raise ValueError(f"domain must be a non-empty str of at most 253 chars, got {domain!r}")
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_BUDGET:
-            raise ValueError(f"budget must be an int of at least {MIN_BUDGET} bytes, got {budget!r}")
-        if on_error is not None and not callable(on_error):
-            raise TypeError(f"on_error must be callable, got {on_error!r}")
-        self.domain = domain
-        self.debug = bool(debug)
-        self.mask_permission_denied = bool(mask_permission_denied)
-        self.budget = budget
-        self.on_error = on_error
-        self.log = logger or _log
+    def __init__(self, options: ServerOptions | None = None) -> None:
+        """Translate by ``options`` (the defaults when None); warns once when ``debug`` is on."""
+        self.options = options = options if options is not None else ServerOptions()
+        self._errors = options.errors or {}
+        self.domain = options.domain
+        self.debug = options.debug
+        self.mask_permission_denied = options.mask_permission_denied
+        self.budget = options.budget
+        self.on_error = options.on_error
+        self.log = options.logger or _log
         if self.debug:
             self.log.warning(
                 "grpc_terminal: DEBUG MODE IS ON: tracebacks of unexpected errors are sent "

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import grpc
 import pytest
 
 import grpc_terminal as gt
 
+from fakes import Received
 from harness import KINDS, LoopThread, Pair, Scenario
 
 
@@ -95,3 +97,50 @@ def test_wrong_options_are_rejected() -> None:
     gt.ServerInterceptor(budget=1024)
     with pytest.raises(TypeError, match="on_error"):
         gt.ServerInterceptor(on_error="print")  # type: ignore[arg-type]
+
+
+class Seats(Exception):
+    pass
+
+
+def test_one_options_value_for_both_interceptors_and_to_status() -> None:
+    options = gt.ServerOptions({Seats: gt.LicenseExhausted}, domain="seats.example.com")
+    sync = gt.ServerInterceptor({Seats: gt.LicenseExhausted}, domain="seats.example.com")
+    aio = gt.AsyncServerInterceptor({Seats: gt.LicenseExhausted}, domain="seats.example.com")
+    # The interceptors are ServerOptions: the same fields, checked the same way.
+    assert isinstance(sync, gt.ServerOptions) and isinstance(aio, gt.ServerOptions)
+    assert (sync.domain, sync.budget, dict(sync.errors or {})) == (
+        options.domain, options.budget, dict(options.errors or {}))
+    # An interceptor is equal only to itself (and hashable); an options value compares by value.
+    assert sync != gt.ServerInterceptor({Seats: gt.LicenseExhausted}, domain="seats.example.com")
+    assert len({sync, aio}) == 2
+    assert options == gt.ServerOptions({Seats: gt.LicenseExhausted}, domain="seats.example.com")
+    assert hash(options) == hash(gt.ServerOptions({Seats: gt.LicenseExhausted}, domain="seats.example.com"))
+    # to_status encodes with the options (or an interceptor) it is given.
+    for given in (options, sync, aio):
+        status = gt.to_status(Seats("no seats left"), options=given)
+        assert status.code is grpc.StatusCode.FAILED_PRECONDITION
+        err = gt.from_rpc_error(Received.of(status))
+        assert isinstance(err, gt.LicenseExhausted) and err.error_info is not None
+        assert err.error_info.domain == "seats.example.com"
+    assert gt.to_status(Seats("x")).code is grpc.StatusCode.UNKNOWN  # default options: unmapped
+    # The mapping is a read-only copy: changing the dict afterwards changes nothing.
+    mapping: dict[type[BaseException], gt.ErrorFactory] = {Seats: gt.LicenseExhausted}
+    frozen = gt.ServerOptions(mapping)
+    mapping[KeyError] = gt.NotFound
+    assert KeyError not in (frozen.errors or {})
+    with pytest.raises(TypeError):
+        frozen.errors[KeyError] = gt.NotFound  # type: ignore[index]
+
+
+def test_options_are_checked_when_built() -> None:
+    with pytest.raises(ValueError, match="at least 1024"):
+        gt.ServerOptions(budget=1000)
+    with pytest.raises(ValueError, match="domain"):
+        gt.ServerOptions(domain="x" * 254)
+    with pytest.raises(TypeError, match="not an exception class"):
+        gt.ServerOptions({"KeyError": gt.NotFound})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="on_error"):
+        gt.ServerOptions(on_error=42)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="thread_pool"):
+        gt.AsyncServerInterceptor(thread_pool=object())  # type: ignore[arg-type]

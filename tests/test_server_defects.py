@@ -31,7 +31,6 @@ from google.protobuf import wrappers_pb2
 from google.rpc import error_details_pb2 as ed
 
 import grpc_terminal as gt
-from grpc_terminal._translate import Translator
 
 from harness import LoopThread
 
@@ -357,12 +356,12 @@ def test_success_is_sent_with_clean_trailing_metadata(
     assert md.get("x-ok") == "kept" and "x-big" not in md
 
 
-_BIG_BUDGET = Translator(budget=200_000)  # builds a status far over grpc's 16 KiB limit
+_BIG_BUDGET = gt.ServerOptions(budget=200_000)  # builds a status far over grpc's 16 KiB limit
 
 
 def _oversized_status() -> grpc.Status:
     links = {f"link {i}": f"https://help.example.invalid/{i}" for i in range(1000)}
-    return gt.to_status(gt.UserNotProvisionable("suspended", help_links=links), translator=_BIG_BUDGET)
+    return gt.to_status(gt.UserNotProvisionable("suspended", help_links=links), options=_BIG_BUDGET)
 
 
 def _oversized_sync(request: Msg, context: Any) -> Msg:
@@ -754,7 +753,7 @@ TYPED_USER_CODE = '''
 from __future__ import annotations
 
 import grpc_terminal as gt
-from grpc_terminal._translate import ErrorMapping
+from grpc_terminal import ErrorMapping
 
 
 class SeatsFull(Exception):

@@ -1,0 +1,162 @@
+"""The server's options, defined once: :class:`ServerOptions`.
+
+Both interceptors *are* a ``ServerOptions`` (their keyword arguments are its
+fields), and :func:`grpc_terminal.to_status` takes one, so every way an
+exception becomes a status is configured by the same checked value.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Never, TypeAlias
+
+import grpc
+
+from grpc_terminal._codec import DEFAULT_DOMAIN, MIN_BUDGET, TRAILER_BUDGET
+from grpc_terminal._errors import StatusError, TerminalError
+
+__all__ = ["ErrorEvent", "ErrorFactory", "ErrorMapping", "ServerOptions"]
+
+#: What one exception class maps to: a :class:`StatusError` class (called with
+#: the exception's message) or a function taking the exception and returning a
+#: StatusError. A function may be typed with its own exception class
+#: (``def seats(e: SeatsFull) -> StatusError``): ``Never`` accepts it.
+ErrorFactory: TypeAlias = type[StatusError] | Callable[[Never], StatusError]
+
+#: The ``errors=`` argument of the interceptors: exception class -> :data:`ErrorFactory`.
+#: Annotate a mapping kept in a variable with it (``errors: ErrorMapping = {...}``).
+ErrorMapping: TypeAlias = Mapping[type[BaseException], ErrorFactory]
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent:
+    """One failed RPC, as the server reported it (passed to ``on_error``).
+
+    For a masked failure (``mask_permission_denied``) ``code`` and ``reason``
+    are the real ones, ``masked`` is True and ``sent_code`` is what the caller
+    got (``NOT_FOUND``).
+    """
+
+    #: The full method name, e.g. ``/pkg.Service/Method``.
+    method: str
+    #: The status code of the failure (before masking).
+    code: grpc.StatusCode
+    #: The ProvisionFailureDetail reason, else the ErrorInfo reason, else the code's name.
+    reason: str
+    #: The request id sent with the failure (unexpected errors, replaced transport errors), else None.
+    request_id: str | None
+    #: False for exceptions nobody mapped (sent as UNKNOWN with a request id).
+    expected: bool
+    #: What the handler raised (a bare ``Exception`` for ``context.abort``, or for a
+    #: status the handler set and then returned).
+    exception: BaseException
+    #: A ProvisionFailureDetail was sent.
+    terminal: bool = False
+    #: What :func:`grpc_terminal.is_retryable` will say on the client.
+    retryable: bool = False
+    #: The failure was a PERMISSION_DENIED sent as a bare NOT_FOUND.
+    masked: bool = False
+    #: The code the caller got; ``code`` unless masked (filled in from ``code`` when not given).
+    sent_code: grpc.StatusCode | None = None
+
+    def __post_init__(self) -> None:
+        if self.sent_code is None:
+            object.__setattr__(self, "sent_code", self.code)
+
+
+_NO_ERRORS: Mapping[type[BaseException], ErrorFactory] = MappingProxyType({})
+
+
+def checked_errors(errors: ErrorMapping | None) -> Mapping[type[BaseException], ErrorFactory]:
+    """``errors`` as a read-only copy, each entry checked; raises ``TypeError`` on a bad one."""
+    if errors is None:
+        return _NO_ERRORS
+    if not isinstance(errors, Mapping):
+        raise TypeError(f"errors must be a mapping of exception class to error, got {errors!r}")
+    table: dict[type[BaseException], ErrorFactory] = {}
+    for source, target in errors.items():
+        if not (isinstance(source, type) and issubclass(source, BaseException)):
+            raise TypeError(f"errors: key {source!r} is not an exception class")
+        if isinstance(target, type):
+            if not issubclass(target, StatusError):
+                raise TypeError(
+                    f"errors[{source.__name__}]: {target.__name__} is not a grpc_terminal.StatusError"
+                )
+            if target is TerminalError:
+                raise TypeError(
+                    f"errors[{source.__name__}]: TerminalError needs a reason; map to one of its "
+                    "subclasses or to a function returning terminal_error(...)"
+                )
+        elif not callable(target):
+            raise TypeError(
+                f"errors[{source.__name__}]: expected a StatusError class or a callable, got {target!r}"
+            )
+        table[source] = target
+    return MappingProxyType(table)
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How raised exceptions become statuses: the options of both server interceptors.
+
+    ``ServerInterceptor`` and ``AsyncServerInterceptor`` take exactly these
+    arguments (they are ``ServerOptions`` themselves), and
+    :func:`grpc_terminal.to_status` takes one as ``options=``. Every value is
+    checked when it is built; a bad one raises at once.
+
+    Args:
+        errors: maps your own exception classes to what they become: a
+            StatusError class (built with the exception's message) or a
+            function taking the exception and returning a StatusError
+            (annotate a mapping kept in a variable as ``ErrorMapping``). The
+            most specific class wins. Kept as a read-only copy; a bad entry
+            raises ``TypeError``.
+        domain: the ErrorInfo domain sent with errors that carry none (a
+            non-empty str of at most 253 characters).
+        debug: send tracebacks of unexpected errors as DebugInfo. Never in
+            production: the interceptor logs a warning when it is built.
+        mask_permission_denied: send every ``PERMISSION_DENIED`` (raised,
+            mapped, relayed, ``abort``-ed, or set with ``set_code``) as a bare
+            ``NOT_FOUND`` "not found" that keeps only the request id; the log
+            and ``on_error`` still get the real code and reason.
+        budget: the bytes all trailers of one failure may take, at least
+            1024 (default ``TRAILER_BUDGET``, 4096). What does not fit is cut
+            in the order of ``SHRINK_ORDER``; a status the handler set itself
+            loses application metadata first, then message text.
+        on_error: called with an :class:`ErrorEvent` for every failed RPC
+            (raised, aborted, or a code the handler set); an exception it
+            raises is logged and ignored.
+        logger: the logger to use instead of ``grpc_terminal.server``.
+
+    Raises:
+        TypeError: a bad ``errors`` entry, or an ``on_error`` that is not callable.
+        ValueError: an empty or overlong ``domain``, or a ``budget`` that is
+            not an int of at least 1024.
+    """
+
+    errors: ErrorMapping | None = None
+    domain: str = field(default=DEFAULT_DOMAIN, kw_only=True)
+    debug: bool = field(default=False, kw_only=True)
+    mask_permission_denied: bool = field(default=False, kw_only=True)
+    budget: int = field(default=TRAILER_BUDGET, kw_only=True)
+    on_error: Callable[[ErrorEvent], None] | None = field(default=None, kw_only=True)
+    logger: logging.Logger | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "errors", checked_errors(self.errors))
+        domain, budget = self.domain, self.budget
+        if not isinstance(domain, str) or not domain or len(domain) > 253:
+            raise ValueError(f"domain must be a non-empty str of at most 253 chars, got {domain!r}")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_BUDGET:
+            raise ValueError(f"budget must be an int of at least {MIN_BUDGET} bytes, got {budget!r}")
+        if self.on_error is not None and not callable(self.on_error):
+            raise TypeError(f"on_error must be callable, got {self.on_error!r}")
+        object.__setattr__(self, "debug", bool(self.debug))
+        object.__setattr__(self, "mask_permission_denied", bool(self.mask_permission_denied))
+
+    def __hash__(self) -> int:
+        errors = tuple((self.errors or {}).items())
+        return hash((errors, self.domain, self.debug, self.mask_permission_denied, self.budget,
+                     self.on_error, self.logger))
