@@ -47,6 +47,7 @@ test-wheel: $(GEN_STAMP)
 lint: $(STAMP) $(GEN_STAMP)
 	$(BIN)/ruff check grpc_terminal tests examples benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	cd proto && ../$(GEN_VENV)/bin/buf lint
 
 # The .proto travels in the wheel beside its generated code (like the google/rpc

@@ -7,8 +7,8 @@ and prints one line per module::
     module              mutants  killed  survived  no tests  equivalent  score
 
 The score is killed (timeouts count as killed) over all mutants less the
-ones listed as equivalent in ``benchmarks/mutation_equivalent.txt`` (one
-mutant name per line, then `` # `` and why no test can tell it apart). A
+ones listed as equivalent in ``benchmarks/mutation_equivalent_<module>.txt``
+(one mutant name per line, then `` # `` and why no test can tell it apart). A
 mutant no test reaches counts against the score. With ``--survivors`` it
 also lists the mutants still alive, for ``mutmut show <name>``.
 """
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EQUIVALENT = ROOT / "benchmarks" / "mutation_equivalent.txt"
+EQUIVALENT_FILES = "mutation_equivalent_*.txt"  # one per module, beside this script
 
 # mutmut's exit codes (mutmut/stats.py): 1 and 3 kill, 0 survives, 5 and 33 mean
 # no test covered the mutant, 34 skipped, timeouts count as killed.
@@ -31,13 +31,12 @@ _NO_TESTS = {5, 33}
 
 def equivalent_mutants() -> set[str]:
     """The mutant names recorded as equivalent (no behaviour can tell them apart)."""
-    if not EQUIVALENT.exists():
-        return set()
     names = set()
-    for line in EQUIVALENT.read_text(encoding="utf-8").splitlines():
-        name = line.split("#", 1)[0].strip()
-        if name:
-            names.add(name)
+    for listing in sorted((ROOT / "benchmarks").glob(EQUIVALENT_FILES)):
+        for line in listing.read_text(encoding="utf-8").splitlines():
+            name = line.split("#", 1)[0].strip()
+            if name:
+                names.add(name)
     return names
 
 

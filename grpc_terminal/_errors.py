@@ -2,7 +2,9 @@
 
 Every class is a :class:`grpc.RpcError` and answers ``code()``, ``details()``
 and ``trailing_metadata()`` like a finished :class:`grpc.Call`, so code that
-catches ``grpc.RpcError`` keeps working::
+catches ``grpc.RpcError`` keeps working; its base, ``_surface.CallSurface``,
+also makes it the ``grpc.Call``, ``grpc.Future`` and ``grpc.aio.AioRpcError``
+of the RPC that failed with it::
 
     grpc.RpcError
     └── StatusError                      one non-OK status with its rich details
@@ -63,6 +65,7 @@ from grpc_terminal._reason import (
     parse_reason,
     reason_name,
 )
+from grpc_terminal._surface import CallSurface
 
 __all__ = [
     "Aborted",
@@ -127,7 +130,7 @@ def _restore(cls: type[StatusError], args: tuple[Any, ...], state: dict[str, Any
     return obj
 
 
-class StatusError(grpc.RpcError):
+class StatusError(CallSurface):
     """One non-OK gRPC status with its rich details (arguments: see ``__init__``)."""
 
     #: The status code instances of this class carry.
@@ -332,14 +335,6 @@ class StatusError(grpc.RpcError):
     def trailing_metadata(self) -> Metadata:  # type: ignore[override]
         """Trailing metadata received with the status, or to send with it."""
         return self._trailing_metadata
-
-    def initial_metadata(self) -> Metadata:
-        """Always empty: a status carries no initial metadata."""
-        return ()
-
-    def debug_error_string(self) -> str:
-        """A one-line description, like ``grpc.Call.debug_error_string``."""
-        return repr(self)
 
     # -- rich details -----------------------------------------------------------
 
