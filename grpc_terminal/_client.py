@@ -122,8 +122,9 @@ def intercept_channel(channel: grpc.Channel, *, retry: RetryPolicy | None = None
             attempts at once.
 
     Raises:
-        TypeError: ``channel`` is a ``grpc.aio`` channel, or ``retry`` is not
-            a :class:`RetryPolicy`.
+        TypeError: ``channel`` is a ``grpc.aio`` channel or not a channel at
+            all (``None``, a target string), or ``retry`` is not a
+            :class:`RetryPolicy`.
     """
     if isinstance(channel, grpc.aio.Channel):
         raise TypeError(
@@ -131,7 +132,14 @@ def intercept_channel(channel: grpc.Channel, *, retry: RetryPolicy | None = None
             "gt.aio_intercept_channel(channel), or build the channel with "
             "grpc.aio.insecure_channel(target, interceptors=gt.aio_interceptors(retry=...))"
         )
+    _check_channel(channel, "intercept_channel", "a sync grpc.Channel")
     return _TypedChannel(channel, None if retry is None else checked_policy(retry))
+
+
+def _check_channel(channel: object, function: str, expected: str) -> None:
+    """Refuse what cannot be a channel (``None``, a target string...) when wrapping, not at first use."""
+    if not callable(getattr(channel, "unary_unary", None)):
+        raise TypeError(f"{function}() takes {expected}, got {type(channel).__name__}: {channel!r:.80}")
 
 
 class _SyncInterceptor(_UU, _US, _SU, _SS):
@@ -259,13 +267,15 @@ def aio_intercept_channel(channel: grpc.aio.Channel) -> grpc.aio.Channel:
         channel: a ``grpc.aio`` channel.
 
     Raises:
-        TypeError: ``channel`` is a sync ``grpc.Channel`` (use :func:`intercept_channel`).
+        TypeError: ``channel`` is a sync ``grpc.Channel`` (use :func:`intercept_channel`),
+            or not a channel at all (``None``, a target string).
     """
     if isinstance(channel, grpc.Channel):
         raise TypeError(
             "aio_intercept_channel() takes a grpc.aio channel, not a sync grpc.Channel: "
             "use gt.intercept_channel(channel) for a sync channel"
         )
+    _check_channel(channel, "aio_intercept_channel", "a grpc.aio channel")
     return _TypedAioChannel(channel)
 
 

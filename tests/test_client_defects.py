@@ -265,6 +265,16 @@ def test_aio_intercept_channel_refuses_a_sync_channel(raw: grpc.Channel) -> None
         gt.aio_intercept_channel(gt.intercept_channel(raw))  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("thing", [None, "127.0.0.1:50051", 42, object()])
+def test_what_is_not_a_channel_is_refused_when_wrapped_not_at_first_use(thing: object) -> None:
+    with pytest.raises(TypeError, match=r"intercept_channel\(\) takes a sync grpc.Channel, got"):
+        gt.intercept_channel(thing)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"intercept_channel\(\) takes a sync grpc.Channel, got"):
+        gt.intercept_channel(thing, retry=POLICY)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"aio_intercept_channel\(\) takes a grpc.aio channel, got"):
+        gt.aio_intercept_channel(thing)  # type: ignore[arg-type]
+
+
 def test_aio_interceptors_on_a_sync_channel_are_refused(raw: grpc.Channel) -> None:
     # grpc itself refuses them (they implement only grpc.aio's interfaces)
     with pytest.raises(TypeError):
