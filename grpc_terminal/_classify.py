@@ -55,6 +55,7 @@ import collections
 import copy
 import re
 from collections.abc import Collection, Iterator
+from typing import cast
 
 import grpc
 
@@ -116,7 +117,9 @@ def _walk(exc: BaseException) -> Iterator[BaseException]:
         yield current
         following: list[BaseException | None] = []
         if isinstance(current, BaseExceptionGroup):
-            following.extend(current.exceptions)
+            # isinstance leaves the group's member type unknown; it is bound to BaseException.
+            group = cast("BaseExceptionGroup[BaseException]", current)
+            following.extend(group.exceptions)
         following.append(current.__cause__)
         if not current.__suppress_context__:
             following.append(current.__context__)
@@ -216,7 +219,8 @@ def _delay_s(pushback: int) -> float:
 
 def _received_bare(status: StatusError) -> bool:
     """True for a status grpc produced on this side: received, with no rich status from a peer."""
-    return status._received and not any(key == STATUS_DETAILS_KEY for key, _ in _trailers(status))
+    received = status._received  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
+    return received and not any(key == STATUS_DETAILS_KEY for key, _ in _trailers(status))
 
 
 def _client_fault(status: StatusError, code: grpc.StatusCode) -> str | None:
@@ -262,7 +266,7 @@ def classify(
         return Verdict(False, "negative_pushback", code, None)
     if (
         code is grpc.StatusCode.RESOURCE_EXHAUSTED
-        and status._received
+        and status._received  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
         and _CLIENT_METADATA_LIMIT.search(status.message) is not None
     ):
         return Verdict(False, "client_metadata_limit", code, None)

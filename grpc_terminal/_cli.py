@@ -28,7 +28,7 @@ import json
 import re
 import sys
 from collections.abc import Sequence
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeAlias
 
 import grpc
 from google.protobuf import json_format
@@ -45,6 +45,9 @@ __all__ = ["BadInput", "main", "parse_status", "read_value"]
 _CODES = {c.value[0]: c for c in grpc.StatusCode}
 _PREFIX = re.compile(r"grpc-status-details-bin\s*[:=]\s*", re.IGNORECASE)
 _MAX_INPUT = 1 << 20
+
+#: A JSON value as :func:`summary` and protobuf's ``MessageToDict`` build it.
+_Json: TypeAlias = "dict[str, _Json] | list[_Json] | str | int | float | bool | None"
 
 
 class BadInput(ValueError):
@@ -194,7 +197,7 @@ def _key(value: Any) -> str:
     return text if text and text.isprintable() and ":" not in text else _quoted(text)
 
 
-def _render(value: Any, indent: int, lines: list[str]) -> None:
+def _render(value: _Json, indent: int, lines: list[str]) -> None:
     pad = " " * indent
     if isinstance(value, dict):
         for key, item in value.items():

@@ -9,12 +9,11 @@ build, falling back to the code alone.
 from __future__ import annotations
 
 import base64
-import collections
 import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import grpc
 from google.protobuf import any_pb2
@@ -276,7 +275,7 @@ class _Draft:
             info.domain = domain
         if not debug:
             self.slots.pop("debug_info", None)
-        extras = getattr(exc, "extra_details", None) or []
+        extras: Iterable[object] = getattr(exc, "extra_details", None) or []
         self.extras: list[any_pb2.Any] = [x for x in extras if type(x) is any_pb2.Any]
         self._owned = False
 
@@ -288,7 +287,7 @@ class _Draft:
             self._owned = True
 
     def status(self) -> status_pb2.Status:
-        details = []
+        details: list[any_pb2.Any] = []
         for attr, msg in self.slots.items():
             if attr == "error_info" and self.shrunk and isinstance(msg, ed.ErrorInfo):
                 marked = ed.ErrorInfo()
@@ -514,7 +513,8 @@ def _minimal(exc: object, budget: int) -> Encoded:
         draft.code, draft.app_md, draft.shrunk, draft.extras = code, [], [], []
         message = getattr(exc, "message", "")
         draft.message = clean_text(message) if isinstance(message, str) else ""
-        draft.slots, draft.terminal, draft.retry_delay, draft._owned = {}, False, None, True
+        draft.slots, draft.terminal, draft.retry_delay = {}, False, None
+        draft._owned = True  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
         pfd: object = getattr(exc, "_failure_detail", None)
         if isinstance(pfd, ProvisionFailureDetail):
             slim = ProvisionFailureDetail()
@@ -608,7 +608,8 @@ def _lenient_status(raw: bytes) -> status_pb2.Status:
     the message (often the culprit: invalid UTF-8) and anything malformed.
     Raises ``ValueError`` when the framing itself is broken.
     """
-    code, details, pos = 0, [], 0
+    code, pos = 0, 0
+    details: list[any_pb2.Any] = []
     while pos < len(raw):
         tag, pos = _varint(raw, pos)
         field, wire = tag >> 3, tag & 7
@@ -731,17 +732,17 @@ def decode(code: Any, message: Any, trailing_metadata: Any) -> StatusError:
         )
         cls = class_for(code, reason)
         try:
-            return cls._decoded(code, message, details, trailers)
+            return cls._decoded(code, message, details, trailers)  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
         except Exception:
             _log.debug("grpc_terminal: details unusable, keeping the code only", exc_info=True)
-            return class_for(code)._decoded(code, message, (), trailers)
+            return class_for(code)._decoded(code, message, (), trailers)  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
     except Exception:
         _log.debug("grpc_terminal: decode failed", exc_info=True)
         try:
             fallback = code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
-            return class_for(fallback)._decoded(fallback, "", (), ())
+            return class_for(fallback)._decoded(fallback, "", (), ())  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
         except Exception:
-            return Unknown._decoded(grpc.StatusCode.UNKNOWN, "", (), ())
+            return Unknown._decoded(grpc.StatusCode.UNKNOWN, "", (), ())  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
 
 
 def _safe_text(obj: object) -> str:
@@ -776,9 +777,13 @@ def from_rpc_error(err: BaseException) -> StatusError:
     return result
 
 
-class _Status(
-    collections.namedtuple("_Status", ("code", "details", "trailing_metadata")), grpc.Status
-):
+class _StatusFields(NamedTuple):
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: Metadata
+
+
+class _Status(_StatusFields, grpc.Status):
     """A grpc.Status for ``context.abort_with_status``."""
 
 

@@ -11,7 +11,7 @@ import datetime
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import TypeAlias
+from typing import TypeAlias, cast
 
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
@@ -79,7 +79,9 @@ def clean_text(text: str) -> str:
 
 
 def _pairs(value: Pairs, what: str) -> list[tuple[str, str]]:
-    items = value.items() if isinstance(value, Mapping) else value
+    # Untyped callers pass anything, and isinstance(Mapping) leaves the value type
+    # unknown: each item's shape is checked below.
+    items = cast("Iterable[tuple[object, object]]", value.items() if isinstance(value, Mapping) else value)
     out: list[tuple[str, str]] = []
     for item in items:
         try:

@@ -40,7 +40,7 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 import grpc
 import grpc.aio
@@ -602,7 +602,8 @@ def attach_history(exc: BaseException, history: RetryHistory) -> None:
         exc.retry_history = history  # type: ignore[attr-defined]
     notes = getattr(exc, "__notes__", None)
     if isinstance(notes, list):
-        notes[:] = [n for n in notes if not (isinstance(n, str) and n.startswith(NOTE_PREFIX))]
+        entries = cast("list[object]", notes)  # isinstance leaves the item type unknown
+        notes[:] = [n for n in entries if not (isinstance(n, str) and n.startswith(NOTE_PREFIX))]
     exc.add_note(history.describe())
 
 

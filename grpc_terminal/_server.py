@@ -21,13 +21,13 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeAlias, cast
 
 import grpc
 import grpc.aio
 
 from grpc_terminal._options import ServerOptions
-from grpc_terminal._translate import HandlerStatus, Translator, group_leaves
+from grpc_terminal._translate import HandlerStatus, Translator, group_leaves, is_group
 
 __all__ = ["AsyncServerInterceptor", "ServerInterceptor"]
 
@@ -52,6 +52,9 @@ CONTROL_FLOW: tuple[type[BaseException], ...] = (
 #: Attributes grpc reads from a handler's behaviour function (``grpc.experimental``).
 _HANDLER_ATTRIBUTES = ("experimental_non_blocking", "experimental_thread_pool")
 
+#: A grpc method-handler builder (``grpc.unary_unary_rpc_method_handler`` and its kin).
+_Build: TypeAlias = Callable[..., "grpc.RpcMethodHandler[Any, Any]"]
+
 #: Threads of the pool that drives sync streaming handlers on an aio server.
 DEFAULT_WORKERS = min(32, (os.cpu_count() or 1) + 4)
 
@@ -59,7 +62,7 @@ DEFAULT_WORKERS = min(32, (os.cpu_count() or 1) + 4)
 def _passes_through(exc: BaseException) -> bool:
     if isinstance(exc, CONTROL_FLOW):
         return True
-    if isinstance(exc, BaseExceptionGroup):
+    if is_group(exc):
         return any(isinstance(member, CONTROL_FLOW) for member in group_leaves(exc))
     return False
 
@@ -70,7 +73,7 @@ def _bare(exc: BaseException) -> bool:
 
 def _is_abort(exc: BaseException) -> bool:
     """The bare ``Exception()`` that a sync ``context.abort`` raises (maybe inside a group)."""
-    if isinstance(exc, BaseExceptionGroup):
+    if is_group(exc):
         return any(_bare(member) for member in group_leaves(exc))
     return _bare(exc)
 
@@ -80,7 +83,7 @@ def _abort_error(exc: BaseException) -> BaseException:
 
     grpc.aio ends an aborted RPC quietly only when its own AbortError comes back.
     """
-    if isinstance(exc, BaseExceptionGroup):
+    if is_group(exc):
         for member in group_leaves(exc):
             if isinstance(member, grpc.aio.AbortError):
                 return member
@@ -512,11 +515,12 @@ class _Core:
         self, handler: grpc.RpcMethodHandler[Any, Any], method: str, aio: bool
     ) -> grpc.RpcMethodHandler[Any, Any]:
         """``handler`` with its behaviour wrapped for its kind and style; all else kept."""
-        kinds = (
-            ("unary_unary", False, grpc.unary_unary_rpc_method_handler),
-            ("stream_unary", True, grpc.stream_unary_rpc_method_handler),
-            ("unary_stream", False, grpc.unary_stream_rpc_method_handler),
-            ("stream_stream", True, grpc.stream_stream_rpc_method_handler),
+        # grpc-stubs type these builders' parameters as bare ``Callable`` (unknown): hence the casts.
+        kinds: tuple[tuple[str, bool, _Build], ...] = (
+            ("unary_unary", False, cast(_Build, grpc.unary_unary_rpc_method_handler)),  # pyright: ignore[reportUnknownMemberType]
+            ("stream_unary", True, cast(_Build, grpc.stream_unary_rpc_method_handler)),  # pyright: ignore[reportUnknownMemberType]
+            ("unary_stream", False, cast(_Build, grpc.unary_stream_rpc_method_handler)),  # pyright: ignore[reportUnknownMemberType]
+            ("stream_stream", True, cast(_Build, grpc.stream_stream_rpc_method_handler)),  # pyright: ignore[reportUnknownMemberType]
         )
         for name, request_streaming, build in kinds:
             behavior = getattr(handler, name, None)
@@ -526,14 +530,15 @@ class _Core:
                 wrapped = self._unary(behavior, method, aio)
             else:
                 wrapped = self._stream(behavior, method, aio, request_streaming)
-            replace = getattr(handler, "_replace", None)
+            replace: _Build | None = getattr(handler, "_replace", None)
             if callable(replace):  # grpc's own handlers are namedtuples: keep every field
                 result: grpc.RpcMethodHandler[Any, Any] = replace(**{name: wrapped})
                 return result
             return build(
                 wrapped,
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
+                # grpc-stubs type both as bare ``Callable`` (unknown parameters).
+                request_deserializer=handler.request_deserializer,  # pyright: ignore[reportUnknownMemberType]
+                response_serializer=handler.response_serializer,  # pyright: ignore[reportUnknownMemberType]
             )
         return handler
 

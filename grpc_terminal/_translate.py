@@ -13,7 +13,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeGuard, cast
 
 import grpc
 from google.rpc import error_details_pb2 as ed
@@ -24,7 +24,7 @@ from grpc_terminal._codec import (
     STATUS_DETAILS_KEY,
     TRUNCATION_MARK,
     Encoded,
-    _parse_status,
+    _parse_status,  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
     decode,
     encode,
     from_rpc_error,
@@ -113,6 +113,15 @@ def _message_of(exc: BaseException) -> str:
     return _safe_str(exc)
 
 
+def is_group(exc: BaseException) -> TypeGuard[BaseExceptionGroup[BaseException]]:
+    """``isinstance(exc, BaseExceptionGroup)``, typed with the members' type (isinstance leaves it unknown).
+
+    Args:
+        exc: the exception to test.
+    """
+    return isinstance(exc, BaseExceptionGroup)
+
+
 def _members(group: BaseExceptionGroup[BaseException]) -> tuple[BaseException, ...]:
     try:
         return tuple(m for m in group.exceptions if isinstance(m, BaseException))
@@ -138,7 +147,7 @@ def group_leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseExcep
         if id(member) in seen:
             continue
         seen.add(id(member))
-        if isinstance(member, BaseExceptionGroup):
+        if is_group(member):
             stack.append(iter(_members(member)))
         else:
             yield member
@@ -372,7 +381,7 @@ class Translator:
 
     def _decide(self, exc: BaseException, method: str) -> _Decision:
         err: StatusError | None
-        if isinstance(exc, BaseExceptionGroup):
+        if is_group(exc):
             err = self._from_group(exc, method)
         else:
             found = self._expected_or_none(exc, method)
@@ -464,7 +473,8 @@ class Translator:
         kept: list[tuple[str, str | bytes]] = []
         changed = False
         try:
-            items = list(metadata or ())  # type: ignore[call-overload]
+            # Whatever the handler set: each entry's shape is checked below.
+            items: list[Any] = list(metadata or ())  # type: ignore[call-overload]
         except Exception:
             self.log.warning(
                 "grpc_terminal: dropping unreadable trailing metadata: %s",
@@ -565,7 +575,7 @@ class Translator:
         try:
             real = decode(effective, details, metadata)
         except Exception:  # decode never raises; belt and braces for the report
-            real = class_for(effective)._decoded(effective, details, (), ())
+            real = class_for(effective)._decoded(effective, details, (), ())  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
         if self.mask_permission_denied and effective is _PERMISSION_DENIED:
             encoded = encode(self._masked(real), domain=self.domain, debug=False, budget=self.budget)
             result = HandlerStatus(encoded.code, encoded.message, encoded.trailing_metadata, True, True)

@@ -22,8 +22,8 @@ predicate never raises.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import Callable, Collection, Iterable
+from typing import TYPE_CHECKING, Protocol, cast
 
 import grpc
 
@@ -38,6 +38,9 @@ from grpc_terminal._retry import (
     server_delay_too_long,
 )
 
+if TYPE_CHECKING:
+    from google.protobuf import any_pb2
+
 try:
     from google.api_core import exceptions as api_exceptions
 except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -48,11 +51,30 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 __all__ = ["failure_detail", "from_api_core", "if_retryable", "retryable_predicate"]
 
 
-def _pack_all(details: Any) -> list[Any]:
+class _ApiCallError(Protocol):
+    """What :func:`from_api_core` reads of a ``GoogleAPICallError``, as api-core documents it.
+
+    google-api-core has no annotations on these, so pyright sees them as unknown.
+    """
+
+    grpc_status_code: grpc.StatusCode | None
+    message: str | None
+
+    @property
+    def response(self) -> object: ...
+
+    @property
+    def errors(self) -> Iterable[object] | None: ...
+
+    @property
+    def details(self) -> Iterable[object] | None: ...
+
+
+def _pack_all(details: Iterable[object] | None) -> list[any_pb2.Any]:
     from google.protobuf import any_pb2
     from google.protobuf.message import Message
 
-    packed = []
+    packed: list[any_pb2.Any] = []
     for item in details or ():
         if isinstance(item, any_pb2.Any):
             packed.append(item)
@@ -72,20 +94,21 @@ def from_api_core(exc: BaseException) -> StatusError | None:
     api-core keeps our ProvisionFailureDetail as a packed ``Any``.
     """
     if isinstance(exc, api_exceptions.GoogleAPICallError):
-        candidates = [exc.response, *(exc.errors or ())]
+        call = cast(_ApiCallError, exc)  # google-api-core is untyped: see _ApiCallError
+        candidates = [call.response, *(call.errors or ())]
         for candidate in candidates:
             if isinstance(candidate, grpc.RpcError):
                 return from_rpc_error(candidate)
         found = find_status(exc)
         if found is not None:
             return found
-        code = exc.grpc_status_code
+        code = call.grpc_status_code
         if code is None:
             return None
         from google.rpc import status_pb2
 
-        message = exc.message or ""
-        status = status_pb2.Status(code=code.value[0], message=message, details=_pack_all(exc.details))
+        message = call.message or ""
+        status = status_pb2.Status(code=code.value[0], message=message, details=_pack_all(call.details))
         typed = decode(code, message, ((STATUS_DETAILS_KEY, status.SerializeToString()),))
         typed.__cause__ = exc
         return typed

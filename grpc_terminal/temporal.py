@@ -45,7 +45,7 @@ from grpc_terminal._reason import reason_name
 from grpc_terminal._retry import (
     DEFAULT_MAX_SERVER_DELAY,
     StopReason,
-    _is_finite,
+    _is_finite,  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
     check_ceiling,
     safe_classify,
     server_delay_too_long,

@@ -33,7 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from concurrent import futures
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeAlias
@@ -147,7 +147,7 @@ class Caught:
 
 
 @contextlib.contextmanager
-def raises_terminal(reason: ReasonLike | None = None) -> Iterator[Caught]:
+def raises_terminal(reason: ReasonLike | None = None) -> Generator[Caught, None, None]:
     """Fail unless the block raises a terminal failure (with ``reason``, when given).
 
     The failure is swallowed and recorded on the yielded :class:`Caught`;
@@ -207,9 +207,10 @@ def _add_handlers(server: Any, handlers: Handlers) -> None:
 
 
 @contextlib.contextmanager
-def _sync_server(handlers: Handlers, options: Mapping[str, Any], workers: int) -> Iterator[int]:
+def _sync_server(handlers: Handlers, options: Mapping[str, Any], workers: int) -> Generator[int, None, None]:
     pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gt-loopback")
-    server = grpc.server(pool, interceptors=[ServerInterceptor(**options)])
+    # grpc-stubs leave the handler and interceptor lists' type arguments unknown.
+    server = grpc.server(pool, interceptors=[ServerInterceptor(**options)])  # pyright: ignore[reportUnknownMemberType]
     try:
         _add_handlers(server, handlers)
         port = server.add_insecure_port(f"{_HOST}:0")
@@ -223,7 +224,7 @@ def _sync_server(handlers: Handlers, options: Mapping[str, Any], workers: int) -
 
 
 @contextlib.contextmanager
-def _aio_server(handlers: Handlers, options: Mapping[str, Any], workers: int) -> Iterator[int]:
+def _aio_server(handlers: Handlers, options: Mapping[str, Any], workers: int) -> Generator[int, None, None]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="gt-loopback-aio", daemon=True)
     thread.start()
@@ -233,7 +234,8 @@ def _aio_server(handlers: Handlers, options: Mapping[str, Any], workers: int) ->
         return asyncio.run_coroutine_threadsafe(coro, loop).result(timeout)
 
     async def start() -> tuple[grpc.aio.Server, int]:
-        server = grpc.aio.server(migration_thread_pool=pool, interceptors=[AsyncServerInterceptor(**options)])
+        # grpc-stubs leave the handler and interceptor lists' type arguments unknown.
+        server = grpc.aio.server(migration_thread_pool=pool, interceptors=[AsyncServerInterceptor(**options)])  # pyright: ignore[reportUnknownMemberType]
         _add_handlers(server, handlers)
         port = server.add_insecure_port(f"{_HOST}:0")
         if not port:
@@ -262,7 +264,7 @@ def loopback_server(
     interceptor_options: Mapping[str, Any] | None = None,
     retry: RetryPolicy | None = None,
     workers: int = 4,
-) -> Iterator[Loopback]:
+) -> Generator[Loopback, None, None]:
     """Run ``handlers`` on a real server on ``127.0.0.1:0`` behind grpc-terminal's interceptor.
 
     ``handlers`` is a ``grpc.GenericRpcHandler``, a non-empty sequence of
@@ -292,11 +294,8 @@ def loopback_server(
 try:
     import pytest
 except ImportError:  # pragma: no cover - pytest is optional
-    _HAVE_PYTEST = False
+    pass
 else:
-    _HAVE_PYTEST = True
-
-if _HAVE_PYTEST:
 
     @pytest.fixture
     def grpc_terminal_server() -> Iterator[Callable[..., Loopback]]:

@@ -45,7 +45,7 @@ class Attempt:
 class Attempts:
     """Records attempts; install below the retrying interceptors."""
 
-    log: list[Attempt] = field(default_factory=list)
+    log: list[Attempt] = field(default_factory=list[Attempt])
 
     def clear(self) -> None:
         self.log.clear()
@@ -73,7 +73,7 @@ class SyncAttempts(Attempts, grpc.UnaryUnaryClientInterceptor):  # type: ignore[
 
     def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         attempt = self.begin()
-        outcome = continuation(client_call_details, request)
+        outcome: grpc.Future[Any] = continuation(client_call_details, request)
         outcome.add_done_callback(lambda done: self.end(attempt, done.exception()))
         return outcome
 
@@ -95,7 +95,8 @@ class AioAttempts(Attempts, grpc.aio.UnaryUnaryClientInterceptor):  # type: igno
 
 def request(user: str, target: str) -> struct_pb2.Struct:
     msg = struct_pb2.Struct()
-    msg.update({k: v for k, v in (("user", user), ("target", target)) if v})
+    # types-protobuf's Struct.update names an alias pyright's typeshed lacks (FloatInt).
+    msg.update({k: v for k, v in (("user", user), ("target", target)) if v})  # pyright: ignore[reportUnknownMemberType]
     return msg
 
 
@@ -115,11 +116,12 @@ class SyncClient:
     def __init__(self, port: int, policy: gt.RetryPolicy) -> None:
         self.attempts = SyncAttempts()
         self._raw = grpc.insecure_channel(f"127.0.0.1:{port}", options=_OPTIONS)
-        recorded = grpc.intercept_channel(self._raw, self.attempts)
+        # grpc-stubs leave the interceptor types' and (de)serializers' parameters unknown.
+        recorded = grpc.intercept_channel(self._raw, self.attempts)  # pyright: ignore[reportUnknownMemberType]
         self.channel = gt.intercept_channel(recorded, retry=policy)
         self._methods: dict[str, Callable[..., Any]] = {
-            "Grant": self.channel.unary_unary(GRANT, **_CODEC),
-            "Revoke": self.channel.unary_unary(REVOKE, **_CODEC),
+            "Grant": self.channel.unary_unary(GRANT, **_CODEC),  # pyright: ignore[reportUnknownMemberType]
+            "Revoke": self.channel.unary_unary(REVOKE, **_CODEC),  # pyright: ignore[reportUnknownMemberType]
         }
 
     def call(self, method: str, user: str, target: str) -> struct_pb2.Struct:
@@ -139,9 +141,10 @@ class AioClient:
         self.channel = grpc.aio.insecure_channel(
             f"127.0.0.1:{port}", options=_OPTIONS, interceptors=interceptors
         )
+        # grpc-stubs cannot infer the multicallable's message types from these (de)serializers.
         self._methods: dict[str, Callable[..., Any]] = {
-            "Grant": self.channel.unary_unary(GRANT, **_CODEC),
-            "Revoke": self.channel.unary_unary(REVOKE, **_CODEC),
+            "Grant": self.channel.unary_unary(GRANT, **_CODEC),  # pyright: ignore[reportUnknownMemberType]
+            "Revoke": self.channel.unary_unary(REVOKE, **_CODEC),  # pyright: ignore[reportUnknownMemberType]
         }
 
     async def call(self, method: str, user: str, target: str) -> struct_pb2.Struct:

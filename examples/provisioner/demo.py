@@ -16,7 +16,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -109,9 +109,9 @@ class Result:
     kind: str
     decision: str
     note: str = ""
-    retries: list[Retry] = field(default_factory=list)
-    server_events: list[gt.ErrorEvent] = field(default_factory=list)
-    server_log: list[str] = field(default_factory=list)
+    retries: list[Retry] = field(default_factory=list[Retry])
+    server_events: list[gt.ErrorEvent] = field(default_factory=list[gt.ErrorEvent])
+    server_log: list[str] = field(default_factory=list[str])
 
 
 class ServerLog(logging.Handler):
@@ -248,7 +248,8 @@ def _header(title: str, port: int, policy: Any, out: TextIO) -> None:
 
 def run_sync(out: TextIO, log: ServerLog) -> list[Result]:
     """Every scenario against a sync server, through a sync client."""
-    events, retries, results = Events(), RetryLog(), []
+    events, retries = Events(), RetryLog()
+    results: list[Result] = []
     policy = fast_policy(on_retry=retries)
     with serve_sync(Directory(), on_error=events) as port:
         _header("sync grpc.server + sync client", port, policy, out)
@@ -273,7 +274,8 @@ def run_sync(out: TextIO, log: ServerLog) -> list[Result]:
 async def _aio_calls(
     port: int, policy: Any, events: Events, retries: RetryLog, log: ServerLog, out: TextIO
 ) -> list[Result]:
-    client, results = AioClient(port, policy), []
+    client = AioClient(port, policy)
+    results: list[Result] = []
     try:
         for sc in SCENARIOS:
             response, error = None, None
@@ -309,7 +311,7 @@ def _problem_section(results: list[Result], out: TextIO) -> None:
 
 
 @contextlib.contextmanager
-def _server_log() -> Iterator[ServerLog]:
+def _server_log() -> Generator[ServerLog, None, None]:
     handler = ServerLog()
     logger = logging.getLogger("grpc_terminal.server")
     logger.addHandler(handler)
@@ -323,21 +325,21 @@ def _server_log() -> Iterator[ServerLog]:
 
 def main(out: TextIO | None = None) -> int:
     """Run the demo; 0 when every call behaved as expected."""
-    out = out or sys.stdout
+    stream: TextIO = out or sys.stdout
     started = time.monotonic()
     with _server_log() as log:
-        results = run_sync(out, log)
-        _problem_section(results, out)
-        results += run_aio(out, log)
+        results = run_sync(stream, log)
+        _problem_section(results, stream)
+        results += run_aio(stream, log)
     unexpected = [r for r in results if r.kind != r.scenario.expect]
     elapsed = time.monotonic() - started
     attempts = sum(r.attempts for r in results)
-    out.write(f"\n=== {len(results)} calls, {attempts} attempts, {elapsed:.1f} s ===\n")
+    stream.write(f"\n=== {len(results)} calls, {attempts} attempts, {elapsed:.1f} s ===\n")
     for r in unexpected:
         sc = r.scenario
-        out.write(f"UNEXPECTED: {sc.method} {sc.user!r} {sc.target!r} -> {r.kind}, wanted {sc.expect}\n")
-    out.write("every call behaved as expected\n" if not unexpected else "SOME CALLS MISBEHAVED\n")
-    out.flush()
+        stream.write(f"UNEXPECTED: {sc.method} {sc.user!r} {sc.target!r} -> {r.kind}, wanted {sc.expect}\n")
+    stream.write("every call behaved as expected\n" if not unexpected else "SOME CALLS MISBEHAVED\n")
+    stream.flush()
     return 0 if not unexpected else 1
 
 

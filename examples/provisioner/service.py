@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent import futures
 from typing import Any
 
@@ -74,7 +74,7 @@ ERRORS: dict[type[BaseException], Any] = {
 def _fields(request: struct_pb2.Struct) -> tuple[str, str]:
     user = request.fields["user"].string_value if "user" in request.fields else ""
     target = request.fields["target"].string_value if "target" in request.fields else ""
-    violations = {}
+    violations: dict[str, str] = {}
     if not user:
         violations["user"] = "required: the login of the user to provision"
     if not target:
@@ -96,7 +96,8 @@ def _check_policy(target: str) -> None:
 
 def _reply(**values: str) -> struct_pb2.Struct:
     reply = struct_pb2.Struct()
-    reply.update(values)
+    # types-protobuf's Struct.update names an alias pyright's typeshed lacks (FloatInt).
+    reply.update(values)  # pyright: ignore[reportUnknownMemberType]
     return reply
 
 
@@ -133,11 +134,12 @@ class Provisioner:
         }
         grant: Callable[..., Any] = self.agrant if aio else self.grant
         revoke: Callable[..., Any] = self.arevoke if aio else self.revoke
-        return grpc.method_handlers_generic_handler(
+        # grpc-stubs leave these builders' parameters and type arguments unknown.
+        return grpc.method_handlers_generic_handler(  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
             SERVICE,
             {
-                "Grant": grpc.unary_unary_rpc_method_handler(grant, **codec),
-                "Revoke": grpc.unary_unary_rpc_method_handler(revoke, **codec),
+                "Grant": grpc.unary_unary_rpc_method_handler(grant, **codec),  # pyright: ignore[reportUnknownMemberType]
+                "Revoke": grpc.unary_unary_rpc_method_handler(revoke, **codec),  # pyright: ignore[reportUnknownMemberType]
             },
         )
 
@@ -150,11 +152,12 @@ def interceptor_options(on_error: Callable[[gt.ErrorEvent], None] | None = None)
 @contextlib.contextmanager
 def serve_sync(
     directory: Directory, on_error: Callable[[gt.ErrorEvent], None] | None = None
-) -> Iterator[int]:
+) -> Generator[int, None, None]:
     """A ``grpc.server`` on 127.0.0.1 (ephemeral port); yields the port, stops on exit."""
     pool = futures.ThreadPoolExecutor(max_workers=4)
-    server = grpc.server(pool, interceptors=[gt.ServerInterceptor(**interceptor_options(on_error))])
-    server.add_generic_rpc_handlers((Provisioner(directory).handler(aio=False),))
+    # grpc-stubs leave the handler and interceptor types' type arguments unknown.
+    server = grpc.server(pool, interceptors=[gt.ServerInterceptor(**interceptor_options(on_error))])  # pyright: ignore[reportUnknownMemberType]
+    server.add_generic_rpc_handlers((Provisioner(directory).handler(aio=False),))  # pyright: ignore[reportUnknownMemberType]
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
@@ -167,15 +170,16 @@ def serve_sync(
 @contextlib.contextmanager
 def serve_aio(
     directory: Directory, on_error: Callable[[gt.ErrorEvent], None] | None = None
-) -> Iterator[int]:
+) -> Generator[int, None, None]:
     """A ``grpc.aio.server`` on 127.0.0.1, on an event loop in its own thread."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="provisioner-aio", daemon=True)
     thread.start()
 
     async def start() -> tuple[grpc.aio.Server, int]:
-        server = grpc.aio.server(interceptors=[gt.AsyncServerInterceptor(**interceptor_options(on_error))])
-        server.add_generic_rpc_handlers((Provisioner(directory).handler(aio=True),))
+        # grpc-stubs leave the handler and interceptor types' type arguments unknown.
+        server = grpc.aio.server(interceptors=[gt.AsyncServerInterceptor(**interceptor_options(on_error))])  # pyright: ignore[reportUnknownMemberType]
+        server.add_generic_rpc_handlers((Provisioner(directory).handler(aio=True),))  # pyright: ignore[reportUnknownMemberType]
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()
         return server, port

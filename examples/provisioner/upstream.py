@@ -57,8 +57,8 @@ class Directory:
     suspended: frozenset[str] = frozenset({"bob"})
     rule_managed: dict[str, str] = field(default_factory=lambda: {"all-staff": "Everyone in HR system"})
     seats: dict[str, tuple[int, int]] = field(default_factory=lambda: {"jira-users": (100, 100)})
-    members: dict[str, set[str]] = field(default_factory=dict)
-    calls: dict[tuple[str, str], int] = field(default_factory=dict)
+    members: dict[str, set[str]] = field(default_factory=dict[str, set[str]])
+    calls: dict[tuple[str, str], int] = field(default_factory=dict[tuple[str, str], int])
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 

@@ -81,7 +81,7 @@ class Inventory:
     users: frozenset[str] = frozenset({"ann", "bob", "cid"})
     #: How many more times each application's backend answers "busy".
     busy: dict[str, int] = field(default_factory=lambda: {"figma": 2})
-    taken: dict[str, list[str]] = field(default_factory=dict)
+    taken: dict[str, list[str]] = field(default_factory=dict[str, list[str]])
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -158,7 +158,8 @@ class AsyncSeats(seats_pb2_grpc.SeatsServicer):
 
 def serve(inventory: Inventory, address: str = "127.0.0.1:0") -> tuple[grpc.Server, int]:
     """A started sync server for ``inventory`` and its port; stop it with ``server.stop(None)``."""
-    server = grpc.server(
+    # grpc-stubs leave the handler and interceptor types' type arguments unknown.
+    server = grpc.server(  # pyright: ignore[reportUnknownMemberType]
         futures.ThreadPoolExecutor(max_workers=4),
         interceptors=[gt.ServerInterceptor(errors=ERRORS, domain=DOMAIN)],
     )
@@ -170,7 +171,8 @@ def serve(inventory: Inventory, address: str = "127.0.0.1:0") -> tuple[grpc.Serv
 
 async def serve_aio(inventory: Inventory, address: str = "127.0.0.1:0") -> tuple[grpc.aio.Server, int]:
     """A started aio server for ``inventory`` and its port; stop it with ``await server.stop(None)``."""
-    server = grpc.aio.server(interceptors=[gt.AsyncServerInterceptor(errors=ERRORS, domain=DOMAIN)])
+    # grpc-stubs leave the handler and interceptor types' type arguments unknown.
+    server = grpc.aio.server(interceptors=[gt.AsyncServerInterceptor(errors=ERRORS, domain=DOMAIN)])  # pyright: ignore[reportUnknownMemberType]
     seats_pb2_grpc.add_SeatsServicer_to_server(AsyncSeats(inventory), server)
     port = server.add_insecure_port(address)
     await server.start()
