@@ -14,10 +14,12 @@ export GT_PROTOC_PYTHON := $(abspath $(GEN_VENV))/bin/python
 
 .PHONY: test test-wheel lint proto demo interop bench fuzz soak test-floor mutate clean
 
+# editable_mode=compat: a plain path entry, so mypy and pyright run from any
+# folder find grpc_terminal in this venv (the default import-hook mode hides it).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,tenacity,api-core,temporal]'
+	$(BIN)/pip install -q -e '.[dev,tenacity,api-core,temporal]' --config-settings editable_mode=compat
 	touch $@
 
 $(GEN_STAMP):

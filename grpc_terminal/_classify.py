@@ -108,8 +108,15 @@ def _walk(exc: BaseException) -> Iterator[BaseException]:
     """``exc``, then its causes, contexts and exception-group members, once each.
 
     Breadth first, iterative (a chain of any depth, no recursion), each
-    exception once by identity (cycles end), bounded by memory only.
+    exception once by identity (cycles end), bounded by memory only. Raises
+    ``TypeError`` at once (not at the first step) for what is not an exception.
     """
+    if not isinstance(exc, BaseException):
+        raise TypeError(f"expected an exception, got {type(exc).__name__}: {exc!r:.80}")
+    return _breadth_first(exc)
+
+
+def _breadth_first(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = {id(exc)}
     queue: collections.deque[BaseException] = collections.deque((exc,))
     while queue:

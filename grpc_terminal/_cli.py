@@ -36,7 +36,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
 from grpc_terminal._classify import classify, is_terminal
-from grpc_terminal._codec import STATUS_DETAILS_KEY, decode
+from grpc_terminal._codec import STATUS_DETAILS_KEY, decode, salvage_status
 from grpc_terminal._problem import exit_code, problem
 from grpc_terminal._reason import reason_name
 
@@ -105,14 +105,29 @@ def read_value(data: bytes, *, allow_raw: bool = True) -> bytes:
         raise BadInput(f"not base64: {exc}") from None
 
 
+#: Shown in place of a status message that is not valid UTF-8 (the rest is salvaged).
+UNREADABLE_MESSAGE = "(the status message is not valid UTF-8; not shown)"
+
+
 def parse_status(raw: bytes) -> status_pb2.Status:
-    """``raw`` as a ``google.rpc.Status``; ``BadInput`` when it is not one."""
+    """``raw`` as a ``google.rpc.Status``; ``BadInput`` when it is not one.
+
+    A status the strict parser rejects is salvaged field by field, as the
+    client does (a message that is not UTF-8 is replaced by
+    :data:`UNREADABLE_MESSAGE`; the code and every well-formed detail are kept).
+    """
     try:
         status = status_pb2.Status.FromString(raw)
-    except (DecodeError, UnicodeDecodeError, ValueError) as exc:
-        raise BadInput(f"not a google.rpc.Status: {exc or 'malformed protobuf'}") from None
-    except Exception as exc:  # pure-python protobuf raises odd things on garbage
-        raise BadInput(f"not a google.rpc.Status: {type(exc).__name__}: {exc}") from None
+    except Exception as exc:  # DecodeError, UnicodeDecodeError; pure-python protobuf raises odd things
+        try:
+            status = salvage_status(raw)
+        except Exception:
+            status = status_pb2.Status()
+        if status.ByteSize() == 0:
+            known = isinstance(exc, DecodeError | UnicodeDecodeError | ValueError)
+            reason = str(exc) if known and str(exc) else f"{type(exc).__name__}: {exc or 'malformed'}"
+            raise BadInput(f"not a google.rpc.Status: {reason}") from None
+        status.message = UNREADABLE_MESSAGE
     if status.ByteSize() == 0:
         raise BadInput("not a google.rpc.Status: it decodes to an empty status")
     return status

@@ -601,7 +601,7 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
     raise ValueError("varint too long")
 
 
-def _lenient_status(raw: bytes) -> status_pb2.Status:
+def salvage_status(raw: bytes) -> status_pb2.Status:
     """What can be salvaged of a Status the strict parser rejects.
 
     Reads the code and every detail that is a well-formed ``Any``, skipping
@@ -659,7 +659,7 @@ def _read_status(raw: bytes, unwrap: bool = True) -> status_pb2.Status | None:
     except Exception:  # DecodeError, UnicodeDecodeError (pure-python protobuf), ...
         pass
     try:
-        return _lenient_status(raw)
+        return salvage_status(raw)
     except Exception:
         pass
     if unwrap and len(raw) % 4 == 0 and _BASE64_RE.match(raw):

@@ -84,6 +84,11 @@ def checked_errors(errors: ErrorMapping | None) -> Mapping[type[BaseException], 
                 raise TypeError(
                     f"errors[{source.__name__}]: {target.__name__} is not a grpc_terminal.StatusError"
                 )
+            if target is StatusError:
+                raise TypeError(
+                    f"errors[{source.__name__}]: StatusError itself has no code of its own (it would "
+                    "send UNKNOWN); map to the class for the code you mean, e.g. NotFound"
+                )
             if target is TerminalError:
                 raise TypeError(
                     f"errors[{source.__name__}]: TerminalError needs a reason; map to one of its "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
@@ -169,3 +169,16 @@ def test_client_metadata_limit_real_server(limit_pair: Pair) -> None:
     assert (verdict.retryable, verdict.rule) == (False, "client_metadata_limit")
     assert len(scenario.calls) == 1  # RetryPolicy(max_attempts=5) did not repeat it
     assert err.retry_history is not None and err.retry_history.stopped == "not_retryable"
+
+
+@pytest.mark.parametrize(
+    "helper",
+    [gt.is_retryable, gt.is_terminal, gt.classify, gt.retry_delay, gt.failure_detail, gt.exit_code,
+     gt.problem],
+)
+@pytest.mark.parametrize("thing", [object(), None, "UNAVAILABLE", 14])
+def test_what_is_not_an_exception_is_a_clear_type_error(
+    helper: Callable[[object], object], thing: object
+) -> None:
+    with pytest.raises(TypeError, match=r"expected an exception, got "):
+        helper(thing)

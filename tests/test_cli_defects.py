@@ -234,3 +234,39 @@ def test_dev_zero_on_stdin_fails_fast_with_bounded_memory() -> None:
     assert elapsed < 15
     grown_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss - before
     assert grown_kib < 150 * 1024, f"the child's peak memory grew by {grown_kib} KiB"
+
+
+# -- attacker trial: a status whose message is not UTF-8 is salvaged, as the client does ---------------
+
+
+def _non_utf8_message_status() -> bytes:
+    import grpc_terminal as gt
+
+    detail = any_pb2.Any()
+    detail.Pack(gt.ProvisionFailureDetail(reason=1, detail="user jdoe is SUSPENDED"))
+    good = status_pb2.Status(code=9, message="MARK", details=[detail]).SerializeToString()
+    return good.replace(b"MARK", b"\xff\xfe\x80M")  # same length: the framing stays valid
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_a_non_utf8_message_is_salvaged_like_the_client_does(mode: str) -> None:
+    import grpc_terminal as gt
+
+    from fakes import Received
+
+    raw = _non_utf8_message_status()
+    with pytest.raises(Exception):  # noqa: B017, PT011 - the strict parser refuses it
+        status_pb2.Status.FromString(raw)
+    trailers = [("grpc-status-details-bin", raw)]
+    client = gt.from_rpc_error(Received(gt.FailedPrecondition.grpc_code, "x", trailers))
+    assert isinstance(client, gt.UserNotProvisionable)
+    code, out, err = _run(["decode", *MODES[mode], base64.b64encode(raw).decode()])
+    assert (code, err) == (0, "")
+    assert "USER_NOT_PROVISIONABLE" in out and "user jdoe is SUSPENDED" in out
+    if mode != "problem":
+        assert "not valid UTF-8" in out
+
+
+def test_garbage_is_still_not_a_status() -> None:
+    code, out, err = _run(["decode", base64.b64encode(b"\xff" * 7).decode()])
+    assert code == 2 and out == "" and "not a google.rpc.Status" in err

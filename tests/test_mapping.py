@@ -142,5 +142,10 @@ def test_options_are_checked_when_built() -> None:
         gt.ServerOptions({"KeyError": gt.NotFound})  # type: ignore[dict-item]
     with pytest.raises(TypeError, match="on_error"):
         gt.ServerOptions(on_error=42)  # type: ignore[arg-type]
+    # A bare StatusError has no code of its own: mapping to it is a mistake, refused.
+    with pytest.raises(TypeError, match="StatusError itself has no code"):
+        gt.ServerOptions({Seats: gt.StatusError})
+    with pytest.raises(TypeError, match="TerminalError needs a reason"):
+        gt.ServerInterceptor({Seats: gt.TerminalError})
     with pytest.raises(TypeError, match="thread_pool"):
         gt.AsyncServerInterceptor(thread_pool=object())  # type: ignore[arg-type]
