@@ -1,0 +1,685 @@
+"""RetryPolicy, RetryBudget, RetryHistory and service_config: what a caller sees, pinned exactly.
+
+Each group pins one behaviour down to the value: the history an error carries
+(numbers, codes, class names, verdicts, the one-line note), the waits slept,
+the messages of the errors a misuse raises, the JSON given to gRPC. Time is
+injected (a fake clock that moves only when the policy sleeps); where a server
+is involved it is a real loopback server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import wrappers_pb2
+
+import grpc_terminal as gt
+from grpc_terminal import RetryBudget, RetryHistory, RetryPolicy, StopReason, Verdict, service_config
+from grpc_terminal._retry import Attempt
+from grpc_terminal.tenacity import retry_if_retryable
+from grpc_terminal.testing import loopback_server
+
+from fakes import Received
+
+C = grpc.StatusCode
+Msg = wrappers_pb2.StringValue
+NOTE = "grpc-terminal retry:"
+
+
+class FakeTime:
+    """A clock that moves only when the policy sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.waits: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+    async def async_sleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+    def policy(self, **kwargs: Any) -> RetryPolicy:
+        kwargs.setdefault("jitter", 0.0)
+        return RetryPolicy(clock=self.clock, sleep=self.sleep, async_sleep=self.async_sleep, **kwargs)
+
+
+def failing(*errors: BaseException, then: object = "ok") -> Callable[..., object]:
+    """A callable raising ``errors`` in turn, then returning ``then``."""
+    queue = list(errors)
+
+    def fn(*args: object, **kwargs: object) -> object:
+        if queue:
+            raise queue.pop(0)
+        return then
+
+    return fn
+
+
+def exactly(message: str) -> str:
+    """A ``match=`` pattern for exactly ``message``."""
+    return f"^{re.escape(message)}$"
+
+
+def history_of(exc: BaseException) -> RetryHistory:
+    history = getattr(exc, "retry_history", None)
+    assert isinstance(history, RetryHistory)
+    return history
+
+
+def notes_of(exc: BaseException) -> list[str]:
+    return list(getattr(exc, "__notes__", []))
+
+
+# -- the history a failure carries -------------------------------------------------------
+
+
+def test_history_records_each_attempt_number_code_and_class_of_a_raw_rpc_error() -> None:
+    """A raw grpc failure is typed on the way out; each attempt keeps its number, code and class."""
+    ft = FakeTime()
+    fn = failing(Received(C.UNAVAILABLE), Received(C.UNAVAILABLE), Received(C.UNAVAILABLE))
+    with pytest.raises(gt.Unavailable) as caught:
+        ft.policy(max_attempts=2, initial_backoff=0.5).call(fn)
+    history = history_of(caught.value)
+    assert [a.number for a in history.attempts] == [1, 2]
+    assert history.codes == (C.UNAVAILABLE, C.UNAVAILABLE)
+    assert [a.error for a in history.attempts] == ["Received", "Received"]
+    assert history.waits == (0.5,)
+    assert history.stopped is StopReason.EXHAUSTED
+
+
+def test_an_exception_with_a_code_method_but_no_grpc_status_has_no_code() -> None:
+    """Only a grpc.RpcError (or StatusError) is read for a code; a look-alike is not gRPC."""
+
+    class LooksLikeGrpc(Exception):
+        def code(self) -> grpc.StatusCode:
+            return C.UNAVAILABLE
+
+    with pytest.raises(LooksLikeGrpc) as caught:
+        RetryPolicy().call(failing(LooksLikeGrpc()))
+    history = history_of(caught.value)
+    assert history.codes == (None,)
+    assert history.attempts[0].error == "LooksLikeGrpc"
+    assert history.stopped is StopReason.NOT_RETRYABLE
+
+
+def test_a_wait_that_would_end_exactly_at_the_deadline_is_not_slept() -> None:
+    """A wait that would reach the overall deadline exactly is not slept: retrying stops."""
+    ft = FakeTime()
+    fn = failing(Received(C.UNAVAILABLE), Received(C.UNAVAILABLE))
+    with pytest.raises(gt.Unavailable) as caught:
+        ft.policy(max_attempts=5, initial_backoff=1.0, timeout=1.0).call(fn)
+    assert history_of(caught.value).stopped is StopReason.DEADLINE
+    assert ft.waits == []
+
+
+def test_a_zero_server_delay_is_honoured_even_with_a_zero_ceiling() -> None:
+    """``max_server_delay=0`` honours only zero delays: pushback 0 means retry now."""
+    ft = FakeTime()
+    now = Received(C.UNAVAILABLE, trailers=[("grpc-retry-pushback-ms", "0")])
+    policy = ft.policy(initial_backoff=0.0, max_backoff=0.0, max_server_delay=0.0)
+    assert policy.call(failing(now)) == "ok"
+    assert ft.waits == [0.0]
+
+
+def test_calls_pass_keyword_arguments_through() -> None:
+    """``policy.call(fn, *args, **kwargs)`` and ``acall`` call ``fn`` with both."""
+
+    def fn(a: int, *, b: int) -> int:
+        return a + b
+
+    async def afn(a: int, *, b: int) -> int:
+        return a * b
+
+    policy = RetryPolicy()
+    assert policy.call(fn, 2, b=3) == 5
+    assert asyncio.run(policy.acall(afn, 2, b=3)) == 6
+
+
+# -- a classification that cannot read the failure ---------------------------------------
+
+
+class UnreadableDelay(gt.Unavailable):
+    """A retryable failure whose delay cannot be read (classification raises)."""
+
+    @property
+    def retry_delay(self) -> float | None:
+        raise OverflowError("delay too large")
+
+
+class UnreadableNotFound(gt.NotFound):
+    """A non-retryable failure whose delay cannot be read."""
+
+    @property
+    def retry_delay(self) -> float | None:
+        raise OverflowError("delay too large")
+
+
+class NoCode(gt.Unavailable):
+    """A failure whose code cannot be read at all."""
+
+    def code(self) -> grpc.StatusCode:
+        raise RuntimeError("no code")
+
+
+def test_an_unreadable_retryable_failure_stops_at_once_as_an_unreadable_delay() -> None:
+    """The code table decides, with an infinite delay: no wait, SERVER_DELAY_TOO_LONG."""
+    ft = FakeTime()
+    with pytest.raises(UnreadableDelay) as caught:
+        ft.policy().call(failing(UnreadableDelay("x"), UnreadableDelay("x")))
+    history = history_of(caught.value)
+    assert history.stopped is StopReason.SERVER_DELAY_TOO_LONG
+    assert history.attempts[0].verdict == Verdict(True, "code", C.UNAVAILABLE, math.inf)
+    assert ft.waits == []
+    assert "the server asked for an unreadable delay" in notes_of(caught.value)[-1]
+
+
+def test_an_unreadable_non_retryable_failure_is_decided_by_code_with_no_delay() -> None:
+    with pytest.raises(UnreadableNotFound) as caught:
+        RetryPolicy().call(failing(UnreadableNotFound("x")))
+    history = history_of(caught.value)
+    assert history.stopped is StopReason.NOT_RETRYABLE
+    assert history.attempts[0].verdict == Verdict(False, "code", C.NOT_FOUND, None)
+
+
+def test_a_failure_whose_code_cannot_be_read_is_not_grpc_and_not_retried() -> None:
+    ft = FakeTime()
+    with pytest.raises(NoCode) as caught:
+        ft.policy().call(failing(NoCode("x"), NoCode("x")))
+    history = history_of(caught.value)
+    verdict = history.attempts[0].verdict
+    assert verdict == Verdict(False, "not_grpc", None, None)
+    assert verdict.retryable is False
+    assert history.count == 1
+    assert history.stopped is StopReason.NOT_RETRYABLE
+    assert ft.waits == []
+
+
+# -- a custom predicate -------------------------------------------------------------------
+
+
+def test_a_predicate_that_retries_keeps_the_code_in_its_verdict() -> None:
+    ft = FakeTime()
+    seen: list[Verdict] = []
+    policy = ft.policy(retryable=lambda e: True, on_retry=lambda n, w, v, e: seen.append(v))
+    assert policy.call(failing(Received(C.NOT_FOUND))) == "ok"
+    assert seen == [Verdict(True, "predicate", C.NOT_FOUND, None)]
+
+
+def test_a_predicate_that_refuses_drops_the_server_delay() -> None:
+    """A refusal has no wait, so the verdict carries no delay even when the server sent one."""
+    pushback = Received(C.UNAVAILABLE, trailers=[("grpc-retry-pushback-ms", "500")])
+    with pytest.raises(gt.Unavailable) as caught:
+        RetryPolicy(retryable=lambda e: False).call(failing(pushback))
+    verdict = history_of(caught.value).attempts[0].verdict
+    assert verdict == Verdict(False, "predicate", C.UNAVAILABLE, None)
+
+
+# -- the note and retry_history on the raised error ----------------------------------------
+
+
+def test_the_note_replaces_an_earlier_retry_note_and_keeps_the_callers_notes() -> None:
+    """Nested policies: one fresh retry note; notes that are not ours stay."""
+    error = ValueError("bad")
+    error.add_note("the caller's own note")
+    inner = RetryPolicy(max_attempts=1)
+    with pytest.raises(ValueError, match=r"^bad\b") as caught:
+        RetryPolicy().call(inner.call, failing(error))
+    notes = notes_of(caught.value)
+    assert notes[0] == "the caller's own note"
+    assert len([n for n in notes if n.startswith(NOTE)]) == 1
+
+
+class ReadOnlyHistory(Exception):
+    @property
+    def retry_history(self) -> None:
+        return None
+
+
+class TypedHistory(Exception):
+    @property
+    def retry_history(self) -> None:
+        return None
+
+    @retry_history.setter
+    def retry_history(self, value: object) -> None:
+        raise TypeError("no history here")
+
+
+@pytest.mark.parametrize("kind", [ReadOnlyHistory, TypedHistory])
+def test_an_error_that_refuses_retry_history_is_still_raised_with_the_note(kind: type[Exception]) -> None:
+    with pytest.raises(kind) as caught:
+        RetryPolicy().call(failing(kind("x")))
+    assert notes_of(caught.value)[-1].startswith(f"{NOTE} stopped (not retryable) after 1 attempt")
+
+
+# -- RetryHistory.describe ------------------------------------------------------------------
+
+
+def _attempt(
+    number: int, code: grpc.StatusCode | None, error: str, wait: float | None, delay: float | None = None
+) -> Attempt:
+    return Attempt(number, code, error, Verdict(code is not None, "code", code, delay), wait)
+
+
+def test_describe_lists_codes_and_waits_comma_separated() -> None:
+    history = RetryHistory(
+        (
+            _attempt(1, C.UNAVAILABLE, "Unavailable", 0.25),
+            _attempt(2, C.UNAVAILABLE, "Unavailable", 0.5),
+            _attempt(3, None, "ValueError", None),
+        ),
+        StopReason.NOT_RETRYABLE,
+        0.75,
+    )
+    assert history.describe() == (
+        "grpc-terminal retry: stopped (not retryable) after 3 attempts "
+        "[UNAVAILABLE, UNAVAILABLE, ValueError]; waits: 0.25s, 0.5s; 0.75s elapsed"
+    )
+
+
+def test_describe_says_none_when_nothing_was_waited() -> None:
+    history = RetryHistory((_attempt(1, C.NOT_FOUND, "NotFound", None),), StopReason.NOT_RETRYABLE, 0.0)
+    assert history.describe() == (
+        "grpc-terminal retry: stopped (not retryable) after 1 attempt [NOT_FOUND]; waits: none; 0s elapsed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("delay", "asked"), [(math.inf, "an unreadable delay"), (None, "an unreadable delay"), (600.0, "600s")]
+)
+def test_describe_names_the_delay_the_server_asked_for(delay: float | None, asked: str) -> None:
+    history = RetryHistory(
+        (_attempt(1, C.UNAVAILABLE, "Unavailable", None, delay),), StopReason.SERVER_DELAY_TOO_LONG, 0.0
+    )
+    assert history.describe() == (
+        f"grpc-terminal retry: stopped (server delay too long: the server asked for {asked}) "
+        "after 1 attempt [UNAVAILABLE]; waits: none; 0s elapsed"
+    )
+
+
+# -- refusing a pending result ---------------------------------------------------------------
+
+PENDING_TAIL = (
+    "which would fail outside RetryPolicy: use `await policy.acall(fn, ...)`, "
+    "or decorate an async def that awaits it"
+)
+
+
+def test_a_returned_future_is_cancelled_and_refused_naming_the_function() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        future = loop.create_future()
+
+        def start_call() -> object:
+            return future
+
+        with pytest.raises(TypeError) as caught:
+            RetryPolicy().call(start_call)
+        assert future.cancelled()
+        assert str(caught.value) == (
+            "test_a_returned_future_is_cancelled_and_refused_naming_the_function.<locals>.start_call "
+            f"returned an awaitable or pending call (Future), {PENDING_TAIL}"
+        )
+    finally:
+        loop.close()
+
+
+class Maker:
+    """A callable object (no ``__qualname__`` of its own) returning a coroutine."""
+
+    def __call__(self) -> object:
+        async def work() -> None:
+            return None
+
+        return work()
+
+
+def test_a_callable_object_is_named_by_its_class() -> None:
+    with pytest.raises(TypeError) as caught:
+        RetryPolicy().call(Maker())
+    assert str(caught.value) == f"Maker returned an awaitable or pending call (coroutine), {PENDING_TAIL}"
+
+
+class Ticker:
+    """An async iterator that is not an async generator."""
+
+    def __aiter__(self) -> Ticker:
+        return self
+
+    async def __anext__(self) -> int:
+        raise StopAsyncIteration
+
+
+class BadCancel:
+    """An awaitable whose ``cancel`` fails."""
+
+    def __await__(self) -> Iterator[None]:
+        yield None
+
+    def cancel(self) -> None:
+        raise RuntimeError("cannot cancel")
+
+
+def test_an_async_iterator_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"^Ticker returned an awaitable or pending call \(Ticker\)"):
+        RetryPolicy().call(Ticker)
+
+
+def test_a_failing_cancel_still_gives_the_refusal() -> None:
+    with pytest.raises(TypeError, match=r"^BadCancel returned an awaitable or pending call \(BadCancel\)"):
+        RetryPolicy().call(BadCancel)
+
+
+# -- the decorator ------------------------------------------------------------------------
+
+GENERATOR_REFUSAL = "^RetryPolicy cannot decorate a generator: its calls cannot be repeated$"
+
+
+def test_an_async_generator_function_cannot_be_decorated() -> None:
+    async def agen() -> AsyncIterator[int]:
+        yield 1
+
+    with pytest.raises(TypeError, match=GENERATOR_REFUSAL):
+        RetryPolicy()(agen)
+
+
+def test_a_generator_function_cannot_be_decorated() -> None:
+    def gen() -> Iterator[int]:
+        yield 1
+
+    with pytest.raises(TypeError, match=GENERATOR_REFUSAL):
+        RetryPolicy()(gen)
+
+
+# -- validation of a policy ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"initial_backoff": 2.0, "max_backoff": 1.0}, "max_backoff must be >= initial_backoff"),
+        ({"multiplier": 0.5}, "multiplier must be a finite number >= 1, got 0.5"),
+        ({"jitter": 1.5}, "jitter must be in [0, 1], got 1.5"),
+        ({"max_attempts": None}, "max_attempts=None needs a timeout: retrying would never stop"),
+    ],
+)
+def test_an_invalid_policy_says_what_is_wrong(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=exactly(message)):
+        RetryPolicy(**changes)
+
+
+def test_a_multiplier_of_one_gives_a_constant_backoff() -> None:
+    ft = FakeTime()
+    fn = failing(*[Received(C.UNAVAILABLE)] * 3)
+    assert ft.policy(multiplier=1, initial_backoff=0.5).call(fn) == "ok"
+    assert ft.waits == [0.5, 0.5, 0.5]
+
+
+def test_retryable_codes_become_a_frozenset() -> None:
+    policy = RetryPolicy(retryable_codes=[C.UNAVAILABLE, C.UNAVAILABLE])  # type: ignore[arg-type]
+    assert policy.retryable_codes == frozenset({C.UNAVAILABLE})
+    assert isinstance(policy.retryable_codes, frozenset)
+
+
+# -- RetryBudget ---------------------------------------------------------------------------
+
+
+def test_budget_defaults() -> None:
+    budget = RetryBudget()
+    assert (budget.max_tokens, budget.token_ratio, budget.tokens) == (10.0, 0.1, 10.0)
+
+
+@pytest.mark.parametrize("max_tokens", [0.5, 1, 1000])
+def test_budget_accepts_max_tokens_in_range(max_tokens: float) -> None:
+    assert RetryBudget(max_tokens).tokens == max_tokens
+
+
+@pytest.mark.parametrize("max_tokens", [0, -1, 1000.5, math.inf, math.nan])
+def test_budget_refuses_max_tokens_out_of_range(max_tokens: float) -> None:
+    with pytest.raises(ValueError, match=r"^max_tokens must be in \(0, 1000\], got "):
+        RetryBudget(max_tokens)
+
+
+@pytest.mark.parametrize("token_ratio", [0, -0.1, math.inf, math.nan])
+def test_budget_refuses_a_token_ratio_not_above_zero(token_ratio: float) -> None:
+    with pytest.raises(ValueError, match=r"^token_ratio must be > 0, got "):
+        RetryBudget(token_ratio=token_ratio)
+
+
+def test_budget_tokens_run_down_to_zero() -> None:
+    budget = RetryBudget(max_tokens=2)
+    for _ in range(3):
+        budget.record_failure()
+    assert budget.tokens == 0.0
+    assert not budget.allows_retry()
+
+
+# -- long waits with the default sleep -----------------------------------------------------
+
+
+class PatchedTime:
+    """Stands in for ``time.sleep``/``time.monotonic``; refuses to loop forever."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if len(self.slept) > 20:
+            raise RuntimeError("slept in too many pieces")
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.mark.parametrize(
+    ("wait", "pieces"),
+    [(0.25, [0.25]), (2 * 86_400 + 0.5, [86_400.0, 86_400.0, 0.5])],
+)
+def test_the_default_sleep_sleeps_a_long_wait_in_pieces_of_a_day(
+    monkeypatch: pytest.MonkeyPatch, wait: float, pieces: list[float]
+) -> None:
+    """One ``time.sleep`` overflows past about 292 years: the policy sleeps at most a day at a time."""
+    fake = PatchedTime()
+    monkeypatch.setattr(time, "sleep", fake.sleep)
+    monkeypatch.setattr(time, "monotonic", fake.monotonic)
+    policy = RetryPolicy(
+        sleep=time.sleep, clock=fake.monotonic, jitter=0.0, initial_backoff=wait, max_backoff=wait
+    )
+    assert policy.call(failing(Received(C.UNAVAILABLE))) == "ok"
+    assert fake.slept == pieces
+
+
+# -- service_config -----------------------------------------------------------------------
+
+
+def _retry_policy(config: str) -> dict[str, Any]:
+    method: dict[str, Any] = json.loads(config)["methodConfig"][0]
+    policy: dict[str, Any] = method["retryPolicy"]
+    return policy
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0.7, "0.7s"), (1.9999999999, "2s"), (0.0001, "0.001s"), (1.5, "1.5s"), (3.0, "3s")],
+)
+def test_durations_are_written_as_protobuf_durations(seconds: float, text: str) -> None:
+    policy = RetryPolicy(max_attempts=2, initial_backoff=seconds, max_backoff=max(seconds, 3.0))
+    assert _retry_policy(service_config(policy))["initialBackoff"] == text
+
+
+def test_the_config_is_canonical_json() -> None:
+    """Sorted keys: the same policy always gives the same string."""
+    config = service_config(RetryPolicy(max_attempts=3, timeout=2.0, budget=RetryBudget(5, 0.5)))
+    assert config == json.dumps(json.loads(config), sort_keys=True)
+    assert list(_retry_policy(config)) == sorted(_retry_policy(config))
+
+
+def test_two_attempts_is_a_retry_policy() -> None:
+    assert _retry_policy(service_config(RetryPolicy(max_attempts=2)))["maxAttempts"] == 2
+
+
+def test_retryable_codes_override_the_policys_table() -> None:
+    config = service_config(RetryPolicy(max_attempts=2), retryable_codes=[C.ABORTED])
+    assert _retry_policy(config)["retryableStatusCodes"] == ["ABORTED"]
+
+
+def test_codes_that_are_not_status_codes_are_refused() -> None:
+    with pytest.raises(TypeError, match=r"^retryable_codes must be a collection of grpc\.StatusCode$"):
+        service_config(RetryPolicy(), retryable_codes=["UNAVAILABLE"])  # type: ignore[list-item]
+
+
+def test_a_policy_is_required() -> None:
+    with pytest.raises(TypeError, match=r"^policy must be a RetryPolicy, got str$"):
+        service_config("policy")  # type: ignore[arg-type]
+
+
+def test_the_attempt_cap_warning_points_at_the_caller() -> None:
+    with pytest.warns(UserWarning, match="gRPC caps maxAttempts at 5") as record:
+        service_config(RetryPolicy(max_attempts=9))
+    assert [w.filename for w in record] == [__file__]
+
+
+@pytest.mark.parametrize(
+    ("budget", "ratio"),
+    [
+        (RetryBudget(10, 1.0), 1.0),
+        (RetryBudget(2, 5.0), 2.0),  # above maxTokens: written as maxTokens
+        (RetryBudget(10, 0.0029999996), 0.003),  # float noise below a millis boundary
+        (RetryBudget(10, 0.0025), 0.002),  # otherwise read to 3 decimals
+    ],
+)
+def test_throttling_token_ratio(budget: RetryBudget, ratio: float) -> None:
+    throttling = json.loads(service_config(RetryPolicy(budget=budget)))["retryThrottling"]
+    assert throttling == {"maxTokens": int(budget.max_tokens), "tokenRatio": ratio}
+
+
+def test_every_distinct_method_is_listed_once_beside_its_service() -> None:
+    methods = [("pkg.S", "Get"), ("pkg.S", "Put"), ("pkg.S", "XXXX"), ("pkg.S", "Get")]
+    config = service_config(RetryPolicy(), services=["pkg.S"], methods=methods)
+    assert json.loads(config)["methodConfig"][0]["name"] == [
+        {"service": "pkg.S"},
+        {"service": "pkg.S", "method": "Get"},
+        {"service": "pkg.S", "method": "Put"},
+        {"service": "pkg.S", "method": "XXXX"},
+    ]
+
+
+def test_an_empty_method_name_is_refused() -> None:
+    with pytest.raises(ValueError, match=exactly("a method name must be a non-empty str, got '' for pkg.S")):
+        service_config(RetryPolicy(), methods=[("pkg.S", "")])
+
+
+def test_one_str_is_not_a_list_of_services() -> None:
+    message = "services and methods must be collections (a list of names), not one str"
+    with pytest.raises(TypeError, match=exactly(message)):
+        service_config(RetryPolicy(), services="pkg.S")
+
+
+# -- the ceiling on a server delay, as the adapters check it --------------------------------
+
+
+@pytest.mark.parametrize("ceiling", [0, 0.5, 300])
+def test_a_ceiling_from_zero_up_is_accepted(ceiling: float) -> None:
+    assert retry_if_retryable(max_server_delay=ceiling).max_server_delay == ceiling
+
+
+def test_a_negative_ceiling_names_max_server_delay() -> None:
+    message = "max_server_delay must be a number of seconds in [0, 315576000000], got -1"
+    with pytest.raises(ValueError, match=exactly(message)):
+        retry_if_retryable(max_server_delay=-1)
+
+
+# -- inside the client interceptors (real loopback server) ---------------------------------
+
+SERVICE = "test.RetryUnit"
+
+
+def _handlers(sent_first: list[int]) -> grpc.GenericRpcHandler[Any]:
+    def remaining(request: Msg, context: grpc.ServicerContext) -> Msg:
+        return Msg(value=repr(context.time_remaining()))
+
+    def stream(request: Msg, context: grpc.ServicerContext) -> Iterator[Msg]:
+        sent_first.append(1)
+        yield Msg(value="first")
+        raise gt.Unavailable("gone after the first response")
+
+    return grpc.method_handlers_generic_handler(
+        SERVICE,
+        {
+            "Remaining": grpc.unary_unary_rpc_method_handler(
+                remaining, request_deserializer=Msg.FromString, response_serializer=Msg.SerializeToString
+            ),
+            "Stream": grpc.unary_stream_rpc_method_handler(
+                stream, request_deserializer=Msg.FromString, response_serializer=Msg.SerializeToString
+            ),
+        },
+    )
+
+
+def test_each_attempt_gets_what_is_left_of_the_policy_timeout() -> None:
+    with loopback_server(_handlers([]), retry=RetryPolicy(timeout=0.5)) as lb:
+        call = lb.channel.unary_unary(
+            f"/{SERVICE}/Remaining",
+            request_serializer=Msg.SerializeToString,
+            response_deserializer=Msg.FromString,
+        )
+        left = float(call(Msg()).value)
+    assert 0 < left <= 0.5
+
+
+def test_an_aio_call_without_any_deadline_gets_none() -> None:
+    """No policy timeout, no call timeout: the attempt has no deadline."""
+
+    async def main(lb: Any) -> str:
+        channel = lb.aio_channel(retry=RetryPolicy())
+        try:
+            call = channel.unary_unary(
+                f"/{SERVICE}/Remaining",
+                request_serializer=Msg.SerializeToString,
+                response_deserializer=Msg.FromString,
+            )
+            reply = await asyncio.wait_for(call(Msg()), timeout=5)
+            return str(reply.value)
+        finally:
+            await channel.close()
+
+    with loopback_server(_handlers([])) as lb:
+        assert float(asyncio.run(main(lb))) > 1e9  # grpc's "no deadline"
+
+
+def test_a_stream_failing_after_a_response_is_committed_with_its_attempt_recorded() -> None:
+    sent: list[int] = []
+    with loopback_server(_handlers(sent), retry=RetryPolicy(initial_backoff=0.0, max_backoff=0.0)) as lb:
+        call = lb.channel.unary_stream(
+            f"/{SERVICE}/Stream",
+            request_serializer=Msg.SerializeToString,
+            response_deserializer=Msg.FromString,
+        )
+        received: list[str] = []
+        with pytest.raises(gt.Unavailable) as caught:
+            for reply in call(Msg(), timeout=5):
+                received.append(reply.value)
+    assert received == ["first"] and sent == [1]
+    history = history_of(caught.value)
+    assert history.stopped is StopReason.COMMITTED
+    (attempt,) = history.attempts
+    assert (attempt.number, attempt.code, attempt.wait) == (1, C.UNAVAILABLE, None)
+    assert attempt.error == "Unavailable"
+    assert attempt.verdict == Verdict(True, "code", C.UNAVAILABLE, None)
+    assert notes_of(caught.value)[-1].startswith(f"{NOTE} stopped (committed) after 1 attempt [UNAVAILABLE]")
