@@ -23,8 +23,7 @@ from google.protobuf import wrappers_pb2
 
 import grpc_terminal as gt
 from grpc_terminal import RetryBudget, RetryHistory, RetryPolicy, StopReason, Verdict, service_config
-from grpc_terminal._retry import Attempt
-from grpc_terminal.tenacity import retry_if_retryable
+from grpc_terminal._retry import Attempt, check_ceiling
 from grpc_terminal.testing import loopback_server
 
 from fakes import Received
@@ -596,13 +595,14 @@ def test_one_str_is_not_a_list_of_services() -> None:
 
 @pytest.mark.parametrize("ceiling", [0, 0.5, 300])
 def test_a_ceiling_from_zero_up_is_accepted(ceiling: float) -> None:
-    assert retry_if_retryable(max_server_delay=ceiling).max_server_delay == ceiling
+    # check_ceiling is what every adapter (tenacity, api-core, Temporal) runs on max_server_delay=.
+    assert check_ceiling(ceiling) == ceiling
 
 
 def test_a_negative_ceiling_names_max_server_delay() -> None:
     message = "max_server_delay must be a number of seconds in [0, 315576000000], got -1"
     with pytest.raises(ValueError, match=exactly(message)):
-        retry_if_retryable(max_server_delay=-1)
+        check_ceiling(-1)
 
 
 # -- inside the client interceptors (real loopback server) ---------------------------------
