@@ -67,6 +67,11 @@ T = TypeVar("T")
 #: gRPC's retry implementations clamp ``maxAttempts`` to this (gRFC A6).
 NATIVE_MAX_ATTEMPTS = 5
 
+#: The shortest backoff :func:`service_config` writes, in seconds. With 1 ms
+#: backoffs grpcio's own retry (measured on 1.85) left 5 to 7 calls in 10 waiting
+#: out their deadline against a server that fails at once; with 5 ms and more, none.
+NATIVE_MIN_BACKOFF = 0.01
+
 #: The longest duration a policy accepts, in seconds (10,000 years): the maximum of
 #: ``google.protobuf.Duration``, which is also the longest duration gRPC's service
 #: config accepts. Every duration field of :class:`RetryPolicy` is at most this.
@@ -697,8 +702,9 @@ def service_config(
     gRPC caps ``maxAttempts`` at 5 (gRFC A6): a policy allowing more (or no
     limit) gets 5 here, with a :class:`UserWarning`. gRPC always uses full
     jitter and needs backoffs > 0, so ``jitter`` is not expressed and a
-    backoff under 1 ms becomes 1 ms. ``timeout`` becomes the per-call
-    ``timeout``, and a :class:`RetryBudget` becomes ``retryThrottling``. A
+    backoff under :data:`NATIVE_MIN_BACKOFF` (10 ms) becomes 10 ms (with
+    1 ms, grpcio's retry left calls waiting out their deadline). ``timeout``
+    becomes the per-call ``timeout``, and a :class:`RetryBudget` becomes ``retryThrottling``. A
     policy with ``max_attempts=1``, or with no retryable code, gives no
     ``retryPolicy`` (gRPC rejects an empty code list). Predicates and
     ``max_server_delay`` cannot travel: gRPC decides by code alone, except
@@ -733,8 +739,10 @@ def service_config(
     if attempts > 1 and codes:
         method_config["retryPolicy"] = {
             "maxAttempts": attempts,
-            "initialBackoff": _duration(policy.initial_backoff, "initial_backoff"),
-            "maxBackoff": _duration(max(policy.max_backoff, policy.initial_backoff), "max_backoff"),
+            "initialBackoff": _duration(max(policy.initial_backoff, NATIVE_MIN_BACKOFF), "initial_backoff"),
+            "maxBackoff": _duration(
+                max(policy.max_backoff, policy.initial_backoff, NATIVE_MIN_BACKOFF), "max_backoff"
+            ),
             "backoffMultiplier": float(policy.multiplier),
             "retryableStatusCodes": codes,
         }

@@ -592,7 +592,7 @@ def test_service_config_values() -> None:
     assert retry["initialBackoff"] == retry["maxBackoff"] == "315576000000s"
     assert config["methodConfig"][0]["timeout"] == "315576000000s"
     tiny = json.loads(service_config(EDGE_POLICIES["tiny-backoffs"]))["methodConfig"][0]
-    assert tiny["retryPolicy"]["initialBackoff"] == "0.001s" and tiny["timeout"] == "5.001s"
+    assert tiny["retryPolicy"]["initialBackoff"] == "0.01s" and tiny["timeout"] == "5.001s"
     assert json.loads(service_config(EDGE_POLICIES["ratio-3-decimals"]))["retryThrottling"] == {
         "maxTokens": 1, "tokenRatio": 0.001,
     }
@@ -753,3 +753,36 @@ async def test_run_async_sleep_is_cut_short_by_cancel() -> None:
     assert time.monotonic() - started < 2
     assert await run.async_sleep(0.01, asyncio.Event()) is False
     assert await run.async_sleep(0.01) is False
+
+
+# -- attacker trial: a zero backoff must not make grpc's own retry hang ---------------------------------
+
+
+def test_a_zero_backoff_service_config_never_leaves_calls_waiting_out_their_deadline() -> None:
+    import json
+
+    from google.protobuf import wrappers_pb2
+
+    from grpc_terminal.testing import loopback_server
+
+    text = wrappers_pb2.StringValue
+
+    def fail(request: wrappers_pb2.StringValue, context: grpc.ServicerContext) -> wrappers_pb2.StringValue:
+        raise gt.Unavailable("down")
+
+    handlers = grpc.method_handlers_generic_handler("t.Zero", {"M": grpc.unary_unary_rpc_method_handler(
+        fail, request_deserializer=text.FromString, response_serializer=text.SerializeToString)})
+    config = gt.service_config(gt.RetryPolicy(max_attempts=2, initial_backoff=0, max_backoff=0))
+    assert json.loads(config)["methodConfig"][0]["retryPolicy"]["initialBackoff"] == "0.01s"
+    with loopback_server(handlers) as lb, grpc.insecure_channel(
+        lb.target, options=[("grpc.service_config", config), ("grpc.enable_retries", 1)]
+    ) as channel:
+        call = channel.unary_unary("/t.Zero/M", request_serializer=text.SerializeToString,
+                                   response_deserializer=text.FromString)
+        codes = []
+        for _ in range(10):
+            try:
+                call(text(value="x"), timeout=3)
+            except grpc.RpcError as err:
+                codes.append(err.code())
+    assert codes == [grpc.StatusCode.UNAVAILABLE] * 10  # not DEADLINE_EXCEEDED

@@ -515,7 +515,7 @@ def _retry_policy(config: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0.7, "0.7s"), (1.9999999999, "2s"), (0.0001, "0.001s"), (1.5, "1.5s"), (3.0, "3s")],
+    [(0.7, "0.7s"), (1.9999999999, "2s"), (0.0001, "0.01s"), (0.0, "0.01s"), (1.5, "1.5s"), (3.0, "3s")],
 )
 def test_durations_are_written_as_protobuf_durations(seconds: float, text: str) -> None:
     policy = RetryPolicy(max_attempts=2, initial_backoff=seconds, max_backoff=max(seconds, 3.0))
