@@ -13,6 +13,7 @@ from grpc_terminal._classify import (
     Verdict,
     classify,
     failure_detail,
+    find_status,
     is_retryable,
     is_terminal,
     retry_delay,
@@ -52,6 +53,7 @@ from grpc_terminal._errors import (
     ValidationFailure,
     terminal_error,
 )
+from grpc_terminal._history import Attempt
 from grpc_terminal._options import ErrorEvent, ErrorFactory, ErrorMapping, ServerOptions
 from grpc_terminal._problem import (
     EXIT_CODES,
@@ -71,6 +73,7 @@ __all__ = [
     "Aborted",
     "AlreadyExists",
     "AsyncServerInterceptor",
+    "Attempt",
     "Cancelled",
     "DEFAULT_DOMAIN",
     "DataLoss",
@@ -120,6 +123,7 @@ __all__ = [
     "code_for_reason",
     "exit_code",
     "failure_detail",
+    "find_status",
     "from_rpc_error",
     "http_status",
     "intercept_channel",

@@ -63,3 +63,19 @@ def test_the_class_registry_is_written_by_the_definitions() -> None:
         pass
 
     assert Mine.grpc_code is grpc.StatusCode.NOT_FOUND and class_for(grpc.StatusCode.NOT_FOUND) is gt.NotFound
+
+
+def test_find_status_and_attempt_are_public() -> None:
+    # What the adapters use, users can use: the first gRPC failure in a chain, typed.
+    inner = gt.Unavailable("upstream 503", retry_delay=0.5)
+    outer = RuntimeError("wrapped")
+    outer.__cause__ = inner
+    assert gt.find_status(outer) is inner
+    assert gt.find_status(ExceptionGroup("g", [ValueError("v"), outer])) is inner
+    assert gt.find_status(ValueError("no grpc here")) is None
+    policy = gt.RetryPolicy(max_attempts=2, initial_backoff=0, jitter=0, sleep=lambda _: None)
+    with pytest.raises(gt.Unavailable) as caught:
+        policy.call(lambda: (_ for _ in ()).throw(gt.Unavailable("down")))
+    history = caught.value.retry_history
+    assert history is not None and all(isinstance(a, gt.Attempt) for a in history.attempts)
+    assert [a.number for a in history.attempts] == [1, 2]
