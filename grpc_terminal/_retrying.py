@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +27,7 @@ from grpc_terminal._calls import LocallyCancelled, Raised, TypedUnary, debug_str
 from grpc_terminal._errors import StatusError
 from grpc_terminal._retry import RetryPolicy, _Run, attach_history
 
-__all__ = ["Attempt", "RetryingCall", "RetryingUnary", "call_options", "checked_policy", "pause"]
+__all__ = ["Attempt", "RetryingCall", "RetryingUnary", "call_options", "checked_policy"]
 
 _log = logging.getLogger("grpc_terminal")
 
@@ -79,20 +78,6 @@ def call_options(
         "compression": compression,
     }
     return timeout, options
-
-
-def pause(policy: RetryPolicy, wake: threading.Event, wait: float) -> None:
-    """Wait out a backoff; a default ``time.sleep`` is an event wait that ``wake`` ends early.
-
-    Args:
-        policy: the retry policy, whose ``sleep`` waits.
-        wake: set when the call is cancelled.
-        wait: seconds to wait.
-    """
-    if policy.sleep is time.sleep:
-        wake.wait(wait)
-    else:
-        policy.sleep(wait)
 
 
 def _run_callback(fn: Callable[..., object], *args: Any) -> None:
@@ -269,7 +254,7 @@ class RetryingCall(_PendingCall):
 
     def _backoff(self, wait: float) -> None:
         try:
-            pause(self._policy, self._wake, wait)
+            self._run.sleep(wait, self._wake)
             if self._outcome is None:
                 self._launch()
         except Exception as exc:

@@ -17,7 +17,7 @@ import grpc
 from grpc_terminal._calls import LocallyCancelled, Raised, SyncCall, TypedStream
 from grpc_terminal._errors import StatusError
 from grpc_terminal._retry import RetryPolicy, StopReason, _Run, attach_history
-from grpc_terminal._retrying import Attempt, call_options, pause
+from grpc_terminal._retrying import Attempt, call_options
 
 __all__ = ["RetryingStream", "RetryingUnaryStream"]
 
@@ -84,7 +84,7 @@ class RetryingStream(SyncCall):
             if self._cancelled:
                 return False
             self._backing_off = True
-        pause(self._policy, self._wake, wait)
+        self._run.sleep(wait, self._wake)
         attempt = None if self._cancelled else self._start()
         with self._lock:
             self._backing_off = False

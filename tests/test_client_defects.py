@@ -110,9 +110,18 @@ def check_local_cancellation(err: BaseException | None) -> None:
     assert err.details() == LOCAL_CANCELLATION_DETAILS
 
 
-def test_sync_stream_cancel_ends_the_backoff(server: PlainServer, raw: grpc.Channel) -> None:
-    value = key("busy")
-    responses = stream_of(gt.intercept_channel(raw, retry=POLICY))(Msg(value=value), timeout=60)
+#: The wait a server asks for with ``forever``: past ``threading.TIMEOUT_MAX``.
+FOREVER_POLICY = POLICY.replace(max_server_delay=10**11)
+#: What the server asks for, and the policy that waits for it.
+BACKOFFS = [("busy", POLICY), ("forever", FOREVER_POLICY)]
+
+
+@pytest.mark.parametrize(("behaviour", "policy"), BACKOFFS, ids=["20 s", "1e10 s"])
+def test_sync_stream_cancel_ends_the_backoff(
+    server: PlainServer, raw: grpc.Channel, behaviour: str, policy: gt.RetryPolicy
+) -> None:
+    value = key(behaviour)
+    responses = stream_of(gt.intercept_channel(raw, retry=policy))(Msg(value=value), timeout=None)
     reader = cancel_sync_stream_in_its_backoff(server, responses, value)
     check_local_cancellation(reader.error)
     assert responses.cancelled() and responses.done() and not responses.is_active()
@@ -149,14 +158,15 @@ def test_sync_stream_cancel_with_an_injected_sleep(server: PlainServer, raw: grp
     assert server.calls[value] == 1
 
 
+@pytest.mark.parametrize(("behaviour", "policy"), BACKOFFS, ids=["20 s", "1e10 s"])
 def test_sync_future_returns_at_once_and_cancel_ends_the_backoff(
-    server: PlainServer, raw: grpc.Channel
+    server: PlainServer, raw: grpc.Channel, behaviour: str, policy: gt.RetryPolicy
 ) -> None:
-    value = key("busy")
-    stub = unary_of(gt.intercept_channel(raw, retry=POLICY))
+    value = key(behaviour)
+    stub = unary_of(gt.intercept_channel(raw, retry=policy))
     box: dict[str, Any] = {}
     caller = threading.Thread(
-        target=lambda: box.setdefault("future", stub.future(Msg(value=value), timeout=60)), daemon=True
+        target=lambda: box.setdefault("future", stub.future(Msg(value=value), timeout=None)), daemon=True
     )
     caller.start()
     caller.join(PROMPT)

@@ -36,7 +36,9 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
-from google.protobuf import wrappers_pb2
+from google.protobuf import any_pb2, duration_pb2, wrappers_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 import grpc_terminal as gt
 
@@ -46,6 +48,19 @@ INITIAL = ("x-init", "hello")
 TRAILING = ("x-trail", "bye")
 ADDED = ("x-added", "by-interceptor")
 DETAILS = "nothing here"
+#: UNAVAILABLE with a RetryInfo of 10**10 s, as a peer may send (ours caps RetryInfo at ten years).
+FOREVER = status_pb2.Status(
+    code=14,
+    message="busy",
+    details=[
+        any_pb2.Any(
+            type_url="type.googleapis.com/google.rpc.RetryInfo",
+            value=error_details_pb2.RetryInfo(
+                retry_delay=duration_pb2.Duration(seconds=10**10)
+            ).SerializeToString(),
+        )
+    ],
+)
 CODEC: dict[str, Any] = {"request_serializer": Msg.SerializeToString, "response_deserializer": Msg.FromString}
 POLICY = gt.RetryPolicy(max_attempts=3, initial_backoff=0.01, max_backoff=0.05)
 C = grpc.StatusCode
@@ -70,7 +85,8 @@ class PlainServer:
     ``ok`` answers (streams: ``r0``, ``r1``); ``fail`` (after ``r0``, ``r1`` on
     streams) aborts ``NOT_FOUND``; ``slow`` (after ``r0`` on streams) waits
     until the call ends (cancelled, deadline) and answers ``late``; ``busy``
-    aborts ``UNAVAILABLE`` with a 20 s ``RetryInfo``. Every handler first sends
+    aborts ``UNAVAILABLE`` with a 20 s ``RetryInfo``, ``forever`` with a
+    ``RetryInfo`` of 10**10 s (past what one ``threading.Event.wait`` takes). Every handler first sends
     :data:`INITIAL` and sets :data:`TRAILING`. ``calls`` counts calls per value,
     ``metadata`` keeps each value's invocation metadata.
     """
@@ -123,6 +139,8 @@ class PlainServer:
             context.abort(C.NOT_FOUND, DETAILS)
         if behaviour == "busy":
             context.abort_with_status(gt.to_status(gt.Unavailable("busy", retry_delay=20)))
+        if behaviour == "forever":
+            context.abort_with_status(rpc_status.to_status(FOREVER))
         if behaviour == "slow":
             deadline = time.monotonic() + 5
             while context.is_active() and time.monotonic() < deadline:
@@ -412,8 +430,14 @@ class Recorder(
     @staticmethod
     def _details(details: Any) -> Any:
         metadata = [*(details.metadata or ()), ADDED]
-        return _Details(details.method, details.timeout, metadata, details.credentials,
-                        details.wait_for_ready, details.compression)
+        return _Details(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            details.wait_for_ready,
+            details.compression,
+        )
 
     def _unary_outcome(self, kind: str, call: Any) -> Any:
         # grpc documents the continuation's result as a Call-Future.
@@ -442,8 +466,15 @@ class Recorder(
 
 
 class _Details(grpc.ClientCallDetails):
-    def __init__(self, method: str, timeout: float | None, metadata: Any, credentials: Any,
-                 wait_for_ready: Any, compression: Any) -> None:
+    def __init__(
+        self,
+        method: str,
+        timeout: float | None,
+        metadata: Any,
+        credentials: Any,
+        wait_for_ready: Any,
+        compression: Any,
+    ) -> None:
         self.method = method
         self.timeout = timeout
         self.metadata = metadata

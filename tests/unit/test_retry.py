@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -551,7 +552,10 @@ def test_a_policy_is_required() -> None:
 def test_the_attempt_cap_warning_points_at_the_caller() -> None:
     with pytest.warns(UserWarning, match="gRPC caps maxAttempts at 5") as record:
         service_config(RetryPolicy(max_attempts=9))
-    assert [w.filename for w in record] == [__file__]
+    # Under mutmut a trampoline frame sits between the caller and the module.
+    if "MUTANT_UNDER_TEST" not in os.environ:
+        assert [w.filename for w in record] == [__file__]
+    assert not any("grpc_terminal" in w.filename for w in record)
 
 
 @pytest.mark.parametrize(
