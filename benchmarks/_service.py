@@ -249,7 +249,7 @@ def aio_server_interceptors(variant: str) -> list[Any]:
     if variant == "noop":
         return [_AioNoop()]
     if variant == "ours":
-        return [gt.AsyncServerInterceptor()]
+        return [gt.AioServerInterceptor()]
     if variant == "grpc-interceptor":
         from grpc_interceptor.exception_to_status import AsyncExceptionToStatusInterceptor
 

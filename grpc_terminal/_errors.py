@@ -114,7 +114,7 @@ class StatusOptions(TypedDict, total=False):
     metadata: Mapping[str, str] | None
     error_reason: str | None
     domain: str | None
-    details: Iterable[Message]
+    extra_details: Iterable[Message]
     trailing_metadata: Iterable[tuple[str, str | bytes]]
 
 
@@ -179,7 +179,7 @@ class StatusError(CallSurface):
         metadata: Mapping[str, str] | None = None,
         error_reason: str | None = None,
         domain: str | None = None,
-        details: Iterable[Message] = (),
+        extra_details: Iterable[Message] = (),
         trailing_metadata: Iterable[tuple[str, str | bytes]] = (),
     ) -> None:
         """Build the error: ``message`` positional, every option keyword-only, all optional.
@@ -216,9 +216,9 @@ class StatusError(CallSurface):
                 reason name, e.g. ``USER_NOT_PROVISIONABLE``).
             domain: the ``ErrorInfo`` domain; by default the server
                 interceptor's ``domain``.
-            details: more protobuf messages: a standard ``google.rpc`` detail
-                goes to its attribute (the first of each type), anything else to
-                ``extra_details``, sent packed as a ``google.protobuf.Any``.
+            extra_details: more protobuf messages: a standard ``google.rpc``
+                detail goes to its attribute (the first of each type), anything
+                else to ``extra_details``, sent packed as a ``google.protobuf.Any``.
             trailing_metadata: application ``(key, value)`` trailers to send
                 with the status (``-bin`` keys take bytes); entries grpc would
                 reject are dropped and logged when sending.
@@ -262,7 +262,7 @@ class StatusError(CallSurface):
             self.help = _details.help_links(help_links)
         if localized_message is not None:
             self.localized_message = _details.localized(localized_message)
-        for extra in details:
+        for extra in extra_details:
             self._attach(extra)
         self._trailing_metadata: Metadata = tuple(
             (str(k), v) for k, v in trailing_metadata
@@ -279,7 +279,7 @@ class StatusError(CallSurface):
         ``unpacked`` is ``message`` (an ``Any``) already unpacked by the caller.
         """
         if not isinstance(message, Message):
-            raise TypeError(f"details must be protobuf messages, got {type(message).__name__}")
+            raise TypeError(f"extra_details must be protobuf messages, got {type(message).__name__}")
         if isinstance(message, any_pb2.Any):
             slot = _details.DETAIL_SLOTS.get(message.TypeName())
             if slot is not None and getattr(self, slot[0]) is None:
@@ -345,7 +345,11 @@ class StatusError(CallSurface):
 
     @property
     def retry_delay(self) -> float | None:
-        """The server's RetryInfo delay in seconds, if any."""
+        """The RetryInfo delay in seconds (what ``retry_delay=`` set), if any.
+
+        :func:`grpc_terminal.retry_delay` also reads ``grpc-retry-pushback-ms``:
+        use it for the wait the server suggested by either route.
+        """
         if self._retry_info is None or not self._retry_info.HasField("retry_delay"):
             return None
         return _details.delay_from_duration(self._retry_info.retry_delay)
@@ -501,7 +505,7 @@ class TerminalError(StatusError):
                 ``retry_delay``, ``field_violations``, ``precondition_violations``,
                 ``quota_violations``, ``resource_info``, ``help_links``,
                 ``localized_message``, ``metadata``, ``error_reason``,
-                ``domain``, ``details`` and ``trailing_metadata`` (see
+                ``domain``, ``extra_details`` and ``trailing_metadata`` (see
                 ``help(grpc_terminal.StatusError)`` for each).
 
         Raises:
@@ -605,7 +609,7 @@ def terminal_error(
             ``retry_delay``, ``field_violations``, ``precondition_violations``,
             ``quota_violations``, ``resource_info``, ``help_links``,
             ``localized_message``, ``metadata``, ``error_reason``,
-            ``domain``, ``details`` and ``trailing_metadata`` (see
+            ``domain``, ``extra_details`` and ``trailing_metadata`` (see
             ``help(grpc_terminal.StatusError)`` for each).
 
     Returns:

@@ -106,7 +106,7 @@ def checked_errors(errors: ErrorMapping | None) -> Mapping[type[BaseException], 
 class ServerOptions:
     """How raised exceptions become statuses: the options of both server interceptors.
 
-    ``ServerInterceptor`` and ``AsyncServerInterceptor`` take exactly these
+    ``ServerInterceptor`` and ``AioServerInterceptor`` take exactly these
     arguments (they are ``ServerOptions`` themselves), and
     :func:`grpc_terminal.to_status` takes one as ``options=``. Every value is
     checked when it is built; a bad one raises at once.

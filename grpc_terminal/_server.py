@@ -29,7 +29,7 @@ import grpc.aio
 from grpc_terminal._options import ServerOptions
 from grpc_terminal._translate import HandlerStatus, Translator, group_leaves, is_group
 
-__all__ = ["AsyncServerInterceptor", "ServerInterceptor"]
+__all__ = ["AioServerInterceptor", "AsyncServerInterceptor", "ServerInterceptor"]
 
 _OK = grpc.StatusCode.OK
 
@@ -624,7 +624,7 @@ class ServerInterceptor(ServerOptions, _SyncBase):
     On ``grpc.server`` a ``BaseException`` is replaced by the exception
     grpc's ``abort`` raises (grpc would leave the RPC open otherwise); it is
     logged with its traceback. For ``grpc.aio`` servers use
-    :class:`AsyncServerInterceptor` (grpc.aio refuses this class with a
+    :class:`AioServerInterceptor` (grpc.aio refuses this class with a
     ``ValueError``).
 """
         + _OPTIONS
@@ -653,7 +653,7 @@ class ServerInterceptor(ServerOptions, _SyncBase):
 
 
 @dataclass(frozen=True, eq=False)
-class AsyncServerInterceptor(ServerOptions, _AioBase):
+class AioServerInterceptor(ServerOptions, _AioBase):
     __doc__ = (
         "Interceptor for ``grpc.aio`` servers: raised exceptions become rich statuses.\n"
         + _RULES
@@ -698,7 +698,7 @@ class AsyncServerInterceptor(ServerOptions, _AioBase):
             asyncio.get_running_loop()
         except RuntimeError:
             error = TypeError(
-                "grpc_terminal.AsyncServerInterceptor is for grpc.aio servers; this is a sync "
+                "grpc_terminal.AioServerInterceptor is for grpc.aio servers; this is a sync "
                 "grpc.server: use grpc_terminal.ServerInterceptor there"
             )
             if not self._warned_sync_server:
@@ -716,3 +716,8 @@ class AsyncServerInterceptor(ServerOptions, _AioBase):
         if handler is None:
             return None
         return self._core.wrapped(handler, handler_call_details.method, aio=True)
+
+
+#: The design document's name for :class:`AioServerInterceptor` (the same class):
+#: the client side says ``aio_`` everywhere, so the class says ``Aio`` too.
+AsyncServerInterceptor = AioServerInterceptor

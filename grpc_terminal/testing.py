@@ -46,7 +46,7 @@ from grpc_terminal._client import aio_interceptors, intercept_channel
 from grpc_terminal._errors import StatusError
 from grpc_terminal._reason import Reason, coerce_reason, reason_name
 from grpc_terminal._retry import RetryPolicy
-from grpc_terminal._server import AsyncServerInterceptor, ServerInterceptor
+from grpc_terminal._server import AioServerInterceptor, ServerInterceptor
 
 __all__ = [
     "Caught",
@@ -235,7 +235,7 @@ def _aio_server(handlers: Handlers, options: Mapping[str, Any], workers: int) ->
 
     async def start() -> tuple[grpc.aio.Server, int]:
         # grpc-stubs leave the handler and interceptor lists' type arguments unknown.
-        server = grpc.aio.server(migration_thread_pool=pool, interceptors=[AsyncServerInterceptor(**options)])  # pyright: ignore[reportUnknownMemberType]
+        server = grpc.aio.server(migration_thread_pool=pool, interceptors=[AioServerInterceptor(**options)])  # pyright: ignore[reportUnknownMemberType]
         _add_handlers(server, handlers)
         port = server.add_insecure_port(f"{_HOST}:0")
         if not port:
@@ -270,7 +270,7 @@ def loopback_server(
     ``handlers`` is a ``grpc.GenericRpcHandler``, a non-empty sequence of
     them, or a function called with the server (for generated code:
     ``lambda server: add_FooServicer_to_server(servicer, server)``).
-    ``aio=True`` runs a ``grpc.aio`` server (with :class:`AsyncServerInterceptor`)
+    ``aio=True`` runs a ``grpc.aio`` server (with :class:`AioServerInterceptor`)
     on an event loop in a thread of its own; otherwise a ``grpc.server``.
     ``interceptor_options`` are the interceptor's keyword arguments
     (``errors``, ``domain``, ``on_error``, ...). ``retry`` is a

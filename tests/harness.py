@@ -231,7 +231,7 @@ class AioServer:
         self.lt = loop
 
         async def start() -> tuple[Any, int]:
-            server = grpc.aio.server(interceptors=[gt.AsyncServerInterceptor(**options)])
+            server = grpc.aio.server(interceptors=[gt.AioServerInterceptor(**options)])
             server.add_generic_rpc_handlers((_handlers(aio=True, sync_on_aio=sync_handlers),))
             port = server.add_insecure_port("127.0.0.1:0")
             await server.start()

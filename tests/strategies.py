@@ -96,7 +96,7 @@ def options(draw: st.DrawFn, max_items: int = 5, max_text: int = 40) -> dict[str
     if draw(maybe):
         extra = any_pb2.Any()
         extra.Pack(wrappers_pb2.StringValue(value=draw(texts(max_text))))
-        opts["details"] = [extra, ed.DebugInfo(detail=draw(texts(max_text)))]
+        opts["extra_details"] = [extra, ed.DebugInfo(detail=draw(texts(max_text)))]
     if draw(maybe):
         value = st.one_of(
             st.from_regex(r"[ -~]{0,40}", fullmatch=True),

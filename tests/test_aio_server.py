@@ -43,7 +43,7 @@ def test_client_cancellation_reaches_the_handler_untouched(
             raise
 
     async def run() -> None:
-        server = grpc.aio.server(interceptors=[gt.AsyncServerInterceptor()])
+        server = grpc.aio.server(interceptors=[gt.AioServerInterceptor()])
         handler = grpc.unary_stream_rpc_method_handler(
             endless, request_deserializer=Msg.FromString, response_serializer=Msg.SerializeToString
         )

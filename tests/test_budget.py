@@ -61,7 +61,7 @@ def _everything() -> gt.StatusError:
         help_links=[("h", "https://h/" + "z" * 100)] * 500,
         localized_message=("fr-FR", "é" * 10_000),
         metadata={f"k{i}": "v" * 100 for i in range(500)},
-        details=[ed.DebugInfo(detail="d" * 10_000)],
+        extra_details=[ed.DebugInfo(detail="d" * 10_000)],
         trailing_metadata=[(f"t{i}", "w" * 500) for i in range(100)],
     )
 

@@ -148,7 +148,7 @@ def test_unspecified_reason_gives_internal_without_detail(caplog: pytest.LogCapt
         (lambda: gt.Unavailable("x", retry_delay=-1), ValueError, "retry_delay"),
         (lambda: gt.Unavailable("x", retry_delay=float("nan")), ValueError, "retry_delay"),
         (lambda: gt.InvalidArgument("x", field_violations=[("only-one",)]), TypeError, "pairs"),  # type: ignore[list-item]
-        (lambda: gt.InvalidArgument("x", details=["not a message"]), TypeError, "protobuf"),  # type: ignore[list-item]
+        (lambda: gt.InvalidArgument("x", extra_details=["not a message"]), TypeError, "protobuf"),  # type: ignore[list-item]
     ],
 )
 def test_bad_options_fail_clearly(build: object, error: type[Exception], match: str) -> None:
@@ -165,7 +165,7 @@ def test_metadata_keys_become_lower_camel_case() -> None:
 def test_standard_details_given_as_messages_land_in_their_slot() -> None:
     info = ed.ResourceInfo(resource_type="user", resource_name="jdoe")
     extra = wrappers_pb2.StringValue(value="?")
-    err = gt.NotFound("x", details=[info, extra, ed.ResourceInfo(resource_type="dup")])
+    err = gt.NotFound("x", extra_details=[info, extra, ed.ResourceInfo(resource_type="dup")])
     assert err.resource_info == info
     assert len(err.extra_details) == 2  # the unknown type and the repeated ResourceInfo
 

@@ -29,7 +29,7 @@ RICH_TERMINAL = gt.UserNotProvisionable(
     localized_message="This account is suspended.",
     metadata={"user_id": "jdoe"},
     domain="okta.example.invalid",
-    details=[wrappers_pb2.Int64Value(value=38)],
+    extra_details=[wrappers_pb2.Int64Value(value=38)],
 )
 RICH_TRANSIENT = gt.Unavailable(
     "upstream 503",

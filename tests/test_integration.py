@@ -94,7 +94,7 @@ def test_every_standard_detail_round_trips(pair: Pair, kind: str) -> None:
         metadata={"user_id": "jdoe", "tenant": "acme"},
         error_reason="BAD_DESCRIPTOR",
         domain="connector.example.invalid",
-        details=[extra],
+        extra_details=[extra],
     )
     err = _error(pair.run(kind, Scenario(raise_=raised)))
     assert type(err) is gt.InvalidArgument

@@ -79,7 +79,7 @@ def test_most_specific_class_wins(mapped: Pair, kind: str) -> None:
     ],
 )
 def test_wrong_mapping_is_rejected_at_construction(errors: object, match: str) -> None:
-    for interceptor in (gt.ServerInterceptor, gt.AsyncServerInterceptor):
+    for interceptor in (gt.ServerInterceptor, gt.AioServerInterceptor):
         with pytest.raises(TypeError, match=match):
             interceptor(errors=errors)  # type: ignore[arg-type]
 
@@ -106,7 +106,7 @@ class Seats(Exception):
 def test_one_options_value_for_both_interceptors_and_to_status() -> None:
     options = gt.ServerOptions({Seats: gt.LicenseExhausted}, domain="seats.example.com")
     sync = gt.ServerInterceptor({Seats: gt.LicenseExhausted}, domain="seats.example.com")
-    aio = gt.AsyncServerInterceptor({Seats: gt.LicenseExhausted}, domain="seats.example.com")
+    aio = gt.AioServerInterceptor({Seats: gt.LicenseExhausted}, domain="seats.example.com")
     # The interceptors are ServerOptions: the same fields, checked the same way.
     assert isinstance(sync, gt.ServerOptions) and isinstance(aio, gt.ServerOptions)
     assert (sync.domain, sync.budget, dict(sync.errors or {})) == (
@@ -148,4 +148,4 @@ def test_options_are_checked_when_built() -> None:
     with pytest.raises(TypeError, match="TerminalError needs a reason"):
         gt.ServerInterceptor({Seats: gt.TerminalError})
     with pytest.raises(TypeError, match="thread_pool"):
-        gt.AsyncServerInterceptor(thread_pool=object())  # type: ignore[arg-type]
+        gt.AioServerInterceptor(thread_pool=object())  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ def test_all_is_sorted_and_complete() -> None:
 DESIGN_NAMES = """
 Reason ProvisionFailureDetail code_for_reason StatusError TerminalError terminal_error
 failure_detail is_terminal is_retryable retry_delay from_rpc_error to_status
-ServerInterceptor AsyncServerInterceptor intercept_channel aio_interceptors
+ServerInterceptor AioServerInterceptor intercept_channel aio_interceptors
 """.split()
 
 

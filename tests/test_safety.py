@@ -128,7 +128,7 @@ def test_debug_mode_sends_debug_info(debug_pair: Pair, kind: str) -> None:
     assert any("Traceback" in line or "ValueError" in line for line in err.debug_info.stack_entries)
 
 
-@pytest.mark.parametrize("interceptor", [gt.ServerInterceptor, gt.AsyncServerInterceptor])
+@pytest.mark.parametrize("interceptor", [gt.ServerInterceptor, gt.AioServerInterceptor])
 def test_debug_mode_is_off_by_default_and_loud_when_on(
     interceptor: type[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -142,7 +142,7 @@ def test_debug_mode_is_off_by_default_and_loud_when_on(
 
 
 def test_debug_info_attached_by_a_raiser_is_not_sent_without_debug(pair: Pair) -> None:
-    raised = gt.Internal("x", details=[ed.DebugInfo(detail=f"{SECRET}-debug", stack_entries=[SECRET])])
+    raised = gt.Internal("x", extra_details=[ed.DebugInfo(detail=f"{SECRET}-debug", stack_entries=[SECRET])])
     err = pair.run("unary_unary", Scenario(raise_=raised)).error
     assert type(err) is gt.Internal and err.debug_info is None
     assert SECRET not in _wire(err)
@@ -348,7 +348,7 @@ def test_terminal_error_with_a_lone_surrogate_in_its_detail_can_be_built() -> No
 def test_wrong_configuration_is_rejected_at_construction(
     options: dict[str, Any], error: type[Exception]
 ) -> None:
-    for interceptor in (gt.ServerInterceptor, gt.AsyncServerInterceptor):
+    for interceptor in (gt.ServerInterceptor, gt.AioServerInterceptor):
         with pytest.raises(error) as info:
             interceptor(**options)
         assert str(info.value)  # a clear message, not a bare exception

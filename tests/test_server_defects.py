@@ -1,7 +1,7 @@
 """The server edge's defects of issue 12, each against real loopback servers.
 
 Servers are ``sync`` (``grpc.server`` + ServerInterceptor), ``aio``
-(``grpc.aio.server`` + AsyncServerInterceptor, async handlers) and
+(``grpc.aio.server`` + AioServerInterceptor, async handlers) and
 ``aio-sync`` (the same aio server with plain-function handlers). The client
 is a plain grpc channel, so what is asserted is what goes on the wire.
 """
@@ -75,7 +75,7 @@ def serve(
     else:
 
         async def start() -> tuple[grpc.aio.Server, int]:
-            chosen = interceptors if interceptors is not None else [gt.AsyncServerInterceptor(**options)]
+            chosen = interceptors if interceptors is not None else [gt.AioServerInterceptor(**options)]
             aio_server = grpc.aio.server(migration_thread_pool=pool, interceptors=chosen)
             aio_server.add_generic_rpc_handlers((generic,))
             bound = aio_server.add_insecure_port("127.0.0.1:0")
@@ -395,7 +395,7 @@ def _denied_sync(request: Msg, context: Any) -> Msg:
     if how == "raise":
         raise gt.OperationNotPermitted(
             f"user bob may not read {SECRET}",
-            details=[ed.RequestInfo(request_id="rid-7", serving_data=f"acl deny: {SECRET}")],
+            extra_details=[ed.RequestInfo(request_id="rid-7", serving_data=f"acl deny: {SECRET}")],
         )
     if how == "abort":
         context.abort(grpc.StatusCode.PERMISSION_DENIED, f"user bob may not read {SECRET}")
@@ -414,7 +414,7 @@ async def _denied_aio(request: Msg, context: Any) -> Msg:
     if how == "raise":
         raise gt.OperationNotPermitted(
             f"user bob may not read {SECRET}",
-            details=[ed.RequestInfo(request_id="rid-7", serving_data=f"acl deny: {SECRET}")],
+            extra_details=[ed.RequestInfo(request_id="rid-7", serving_data=f"acl deny: {SECRET}")],
         )
     if how == "abort":
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"user bob may not read {SECRET}")
@@ -465,7 +465,8 @@ def test_masking_covers_every_way_permission_denied_leaves(
 
 def test_masked_failure_keeps_only_the_request_id(loop_thread: LoopThread) -> None:
     def relay(request: Msg, context: Any) -> Msg:
-        raise gt.PermissionDenied(SECRET, details=[ed.RequestInfo(request_id="rid-9", serving_data=SECRET)])
+        info = ed.RequestInfo(request_id="rid-9", serving_data=SECRET)
+        raise gt.PermissionDenied(SECRET, extra_details=[info])
 
     with serve(relay, "sync", loop_thread, mask_permission_denied=True) as channel:
         err = call(channel)
@@ -643,7 +644,7 @@ def test_sync_stream_on_aio_server_uses_the_given_thread_pool() -> None:
         pool.shutdown(wait=False)
     assert names and names[0].startswith("mine"), names
     with pytest.raises(TypeError, match="thread_pool"):
-        gt.AsyncServerInterceptor(thread_pool="many")  # type: ignore[arg-type]
+        gt.AioServerInterceptor(thread_pool="many")  # type: ignore[arg-type]
 
 
 # -- 15: the wrong kind of interceptor ------------------------------------------------------------
@@ -656,7 +657,7 @@ def _ok_sync(request: Msg, context: Any) -> Msg:
 def test_async_interceptor_on_a_sync_server_fails_at_once(
     loop_thread: LoopThread, caplog: pytest.LogCaptureFixture
 ) -> None:
-    interceptors = [gt.AsyncServerInterceptor()]
+    interceptors = [gt.AioServerInterceptor()]
     with caplog.at_level(logging.ERROR), serve(
         _ok_sync, "sync", loop_thread, interceptors=interceptors
     ) as channel:
@@ -727,7 +728,7 @@ class _Watch(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
 
 def test_base_exception_is_reraised_after_the_status_on_aio(loop_thread: LoopThread) -> None:
     watch = _Watch()
-    with serve(_green_aio, "aio", loop_thread, interceptors=[watch, gt.AsyncServerInterceptor()]) as channel:
+    with serve(_green_aio, "aio", loop_thread, interceptors=[watch, gt.AioServerInterceptor()]) as channel:
         err = call(channel)
     assert err.code() is grpc.StatusCode.UNKNOWN
     assert [type(e) for e in watch.escaped] == [GreenTimeout]
@@ -740,7 +741,7 @@ def test_cancelled_error_passes_through_untouched(loop_thread: LoopThread) -> No
         raise asyncio.CancelledError()
 
     watch = _Watch()
-    interceptors = [watch, gt.AsyncServerInterceptor(on_error=events)]
+    interceptors = [watch, gt.AioServerInterceptor(on_error=events)]
     with serve(cancelled, "aio", loop_thread, interceptors=interceptors) as channel:
         call(channel, timeout=0.5)
     assert [type(e) for e in watch.escaped] == [asyncio.CancelledError]
@@ -770,7 +771,7 @@ def quota(exc: SeatsFull) -> gt.ResourceExhausted:
 
 errors: ErrorMapping = {KeyError: gt.NotFound, SeatsFull: seats, LookupError: quota}
 sync_interceptor = gt.ServerInterceptor(errors=errors)
-aio_interceptor = gt.AsyncServerInterceptor(errors=errors, mask_permission_denied=True)
+aio_interceptor = gt.AioServerInterceptor(errors=errors, mask_permission_denied=True)
 '''
 
 
@@ -792,7 +793,7 @@ def test_errors_mapping_alias_passes_mypy_strict(tmp_path: Path) -> None:
 # -- 24: help() documents every constructor argument --------------------------------------------------------
 
 
-@pytest.mark.parametrize("cls", [gt.ServerInterceptor, gt.AsyncServerInterceptor])
+@pytest.mark.parametrize("cls", [gt.ServerInterceptor, gt.AioServerInterceptor])
 def test_interceptor_help_documents_every_argument(cls: type) -> None:
     doc = inspect.getdoc(cls) or ""
     params = [p for p in inspect.signature(cls).parameters if p != "self"]
@@ -800,7 +801,7 @@ def test_interceptor_help_documents_every_argument(cls: type) -> None:
     for name in params:
         assert f"{name}:" in doc, f"{cls.__name__} does not document {name}"
     assert "_Configured" not in doc
-    assert ("thread_pool" in params) is (cls is gt.AsyncServerInterceptor)
+    assert ("thread_pool" in params) is (cls is gt.AioServerInterceptor)
 
 
 # -- 25: a mapped exception with one str argument is sent as that argument ----------------------------

@@ -1,7 +1,7 @@
 """Server-side transparency: what grpc documents for handlers holds behind our interceptors.
 
 Every test runs the same handler on a real loopback server twice, bare and
-behind :class:`grpc_terminal.ServerInterceptor` / :class:`AsyncServerInterceptor`,
+behind :class:`grpc_terminal.ServerInterceptor` / :class:`AioServerInterceptor`,
 and makes the same assertions on what a plain grpc client receives: the code,
 the details, initial and trailing metadata, the responses. Server kinds:
 ``sync`` (``grpc.server``), ``aio`` (``grpc.aio.server`` with async
@@ -62,7 +62,7 @@ def serve(
     else:
 
         async def start() -> tuple[grpc.aio.Server, int]:
-            aio_interceptors: list[Any] = [gt.AsyncServerInterceptor()] if mode == "wrapped" else []
+            aio_interceptors: list[Any] = [gt.AioServerInterceptor()] if mode == "wrapped" else []
             aio_server = grpc.aio.server(migration_thread_pool=pool, interceptors=aio_interceptors)
             aio_server.add_generic_rpc_handlers((generic,))
             bound = aio_server.add_insecure_port("127.0.0.1:0")

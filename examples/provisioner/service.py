@@ -178,7 +178,7 @@ def serve_aio(
 
     async def start() -> tuple[grpc.aio.Server, int]:
         # grpc-stubs leave the handler and interceptor types' type arguments unknown.
-        server = grpc.aio.server(interceptors=[gt.AsyncServerInterceptor(**interceptor_options(on_error))])  # pyright: ignore[reportUnknownMemberType]
+        server = grpc.aio.server(interceptors=[gt.AioServerInterceptor(**interceptor_options(on_error))])  # pyright: ignore[reportUnknownMemberType]
         server.add_generic_rpc_handlers((Provisioner(directory).handler(aio=True),))  # pyright: ignore[reportUnknownMemberType]
         port = server.add_insecure_port("127.0.0.1:0")
         await server.start()

@@ -172,7 +172,7 @@ def serve(inventory: Inventory, address: str = "127.0.0.1:0") -> tuple[grpc.Serv
 async def serve_aio(inventory: Inventory, address: str = "127.0.0.1:0") -> tuple[grpc.aio.Server, int]:
     """A started aio server for ``inventory`` and its port; stop it with ``await server.stop(None)``."""
     # grpc-stubs leave the handler and interceptor types' type arguments unknown.
-    server = grpc.aio.server(interceptors=[gt.AsyncServerInterceptor(errors=ERRORS, domain=DOMAIN)])  # pyright: ignore[reportUnknownMemberType]
+    server = grpc.aio.server(interceptors=[gt.AioServerInterceptor(errors=ERRORS, domain=DOMAIN)])  # pyright: ignore[reportUnknownMemberType]
     seats_pb2_grpc.add_SeatsServicer_to_server(AsyncSeats(inventory), server)
     port = server.add_insecure_port(address)
     await server.start()

@@ -89,7 +89,7 @@ def port(request: pytest.FixtureRequest, loop_thread: LoopThread) -> Iterator[in
         return
 
     async def start() -> tuple[Any, int]:
-        aserver = grpc.aio.server(interceptors=[gt.AsyncServerInterceptor(domain=DOMAIN)])
+        aserver = grpc.aio.server(interceptors=[gt.AioServerInterceptor(domain=DOMAIN)])
         aserver.add_generic_rpc_handlers((_handler(_agrant),))
         reflection.enable_server_reflection(names, aserver)
         aport = aserver.add_insecure_port("127.0.0.1:0")
