@@ -366,9 +366,9 @@ def sync_client_interceptors(variant: str) -> list[Any] | None:
     if variant in ("ours", "proxy"):
         return []  # gt.intercept_channel / SyncProxyChannel
     if variant == "ours-interceptors":
-        from grpc_terminal._client import _SyncInterceptor
+        from grpc_terminal._client import SyncInterceptor
 
-        return [_SyncInterceptor()]
+        return [SyncInterceptor()]
     raise ValueError(f"unknown client variant {variant!r}")
 
 

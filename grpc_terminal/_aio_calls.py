@@ -53,7 +53,7 @@ class AioCall(TypedCall):
         return self._inner.time_remaining()  # type: ignore[no-any-return]
 
     def add_done_callback(self, callback: Callable[[Any], None]) -> None:
-        self._inner.add_done_callback(lambda _inner: callback(self))
+        self._inner.add_done_callback(self._relay(callback))
 
     async def initial_metadata(self) -> Any:
         return await self._inner.initial_metadata()
@@ -75,7 +75,8 @@ class AioCall(TypedCall):
 
     def _await(self) -> Generator[Any, None, Any]:
         try:
-            return (yield from self._inner.__await__())
+            awaited: Generator[Any, None, Any] = self._inner.__await__()
+            return (yield from awaited)
         except grpc.RpcError as err:
             raise self._convert(err) from cause_of(err)
 

@@ -14,7 +14,7 @@ in ``_aio_calls``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, SupportsIndex, cast
 
 import grpc
 import grpc.aio
@@ -50,7 +50,7 @@ LOCAL_CANCELLATION_DETAILS = "Locally cancelled by application!"
 # -- the typed error of a raw one ---------------------------------------------------------
 
 
-class _AioMetadataPairs(tuple):  # type: ignore[type-arg]
+class _AioMetadataPairs(tuple[tuple[str, Any], ...]):
     """Metadata pairs that also read like the ``grpc.aio.Metadata`` they came from.
 
     A typed error from an aio channel answers ``trailing_metadata()`` with
@@ -64,15 +64,15 @@ class _AioMetadataPairs(tuple):  # type: ignore[type-arg]
     def __contains__(self, item: object) -> bool:
         if isinstance(item, str):
             return any(key == item for key, _ in self)
-        return tuple.__contains__(self, item)
+        return super().__contains__(item)
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: str | SupportsIndex | slice[Any, Any, Any]) -> Any:
         if isinstance(key, str):
             for name, value in self:
                 if name == key:
                     return value
             raise KeyError(key)
-        return tuple.__getitem__(self, key)
+        return super().__getitem__(key)
 
     def get(self, key: str, default: Any = None) -> Any:
         """The first value under ``key``, or ``default``."""
@@ -109,7 +109,9 @@ def _answer(raw: BaseException, name: str) -> Any:
         if value is not _MISSING:
             if isinstance(value, bytes):
                 return value.decode("utf-8", "replace")
-            return value if isinstance(value, (str, tuple)) else None
+            if isinstance(value, str):
+                return value
+            return cast("tuple[object, ...]", value) if isinstance(value, tuple) else None
     method = getattr(raw, name, None)
     if not callable(method):
         return None
@@ -137,7 +139,8 @@ def typed_error(err: BaseException) -> StatusError:
     initial = _answer(err, "initial_metadata")
     if isinstance(initial, tuple):
         # grpc's sync metadatum class cannot be pickled; this one can, and reads the same
-        initial = tuple(_Metadatum(k, v) for k, v in initial)
+        pairs = cast("tuple[tuple[str, str | bytes], ...]", initial)
+        initial = tuple(_Metadatum(k, v) for k, v in pairs)
     if initial is not None:
         state["_initial_metadata"] = initial
     debug = _answer(err, "debug_error_string")
@@ -194,8 +197,16 @@ class TypedCall:
     """
 
     def __init__(self, inner: Any) -> None:
-        self._inner = inner
+        self._inner: Any = inner
         self._typed: StatusError | None = None
+
+    def _relay(self, callback: Callable[[Any], None]) -> Callable[[object], None]:
+        """``callback`` as the inner call's done-callback: it is given this proxy, not the inner call."""
+
+        def done(_inner: object) -> None:
+            callback(self)
+
+        return done
 
     def _convert(self, err: BaseException) -> BaseException:
         if isinstance(err, StatusError) or not isinstance(err, grpc.RpcError):
@@ -233,7 +244,7 @@ class SyncCall(TypedCall, grpc.Call, _Future):
         return self._inner.traceback(timeout)
 
     def add_done_callback(self, fn: Callable[[Any], None]) -> None:
-        self._inner.add_done_callback(lambda _inner: fn(self))
+        self._inner.add_done_callback(self._relay(fn))
 
     def cancel(self) -> bool:
         return bool(self._inner.cancel())

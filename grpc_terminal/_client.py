@@ -34,7 +34,7 @@ from grpc_terminal._retry import RetryPolicy
 from grpc_terminal._retrying import RetryingUnary, checked_policy
 from grpc_terminal._retrying_stream import RetryingUnaryStream
 
-__all__ = ["aio_intercept_channel", "aio_interceptors", "intercept_channel"]
+__all__ = ["SyncInterceptor", "aio_intercept_channel", "aio_interceptors", "intercept_channel"]
 
 # grpc's classes are generic only in their type stubs.
 if TYPE_CHECKING:
@@ -69,7 +69,9 @@ class _TypedChannel(grpc.Channel):
     """
 
     def __init__(self, channel: grpc.Channel, retry: RetryPolicy | None) -> None:
-        self._channel = channel
+        # Any: the stubs leave the multicallables' message types unknown, and
+        # this proxy forwards whatever the caller passes.
+        self._channel: Any = channel
         self._retry = retry
 
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
@@ -142,7 +144,7 @@ def _check_channel(channel: object, function: str, expected: str) -> None:
         raise TypeError(f"{function}() takes {expected}, got {type(channel).__name__}: {channel!r:.80}")
 
 
-class _SyncInterceptor(_UU, _US, _SU, _SS):
+class SyncInterceptor(_UU, _US, _SU, _SS):
     """The typed-error conversion as a grpc interceptor: wraps every sync call kind in a :class:`SyncCall`.
 
     :func:`intercept_channel` does not need it (it wraps the multicallables);
@@ -213,7 +215,7 @@ class _TypedAioChannel(grpc.aio.Channel):
     """
 
     def __init__(self, channel: grpc.aio.Channel) -> None:
-        self._channel = channel
+        self._channel: Any = channel  # as for the sync channel: the stubs' types are unknown
 
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return _TypedAioMultiCallable(
@@ -239,7 +241,8 @@ class _TypedAioChannel(grpc.aio.Channel):
         await self._channel.close(grace)
 
     def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
-        return self._channel.get_state(try_to_connect)
+        state: grpc.ChannelConnectivity = self._channel.get_state(try_to_connect)
+        return state
 
     async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
         await self._channel.wait_for_state_change(last_observed_state)
