@@ -11,10 +11,10 @@ every combination.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 from collections.abc import Callable, Iterator
-from concurrent import futures
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ import grpc.aio
 from google.protobuf import wrappers_pb2
 
 import grpc_terminal as gt
+from grpc_terminal.testing import loopback_server
 
 SERVICE = "test.Probe"
 KINDS = ("unary_unary", "unary_stream", "stream_unary", "stream_stream")
@@ -212,35 +213,41 @@ class LoopThread:
 
 # -- servers --------------------------------------------------------------------------
 
-class SyncServer:
-    def __init__(self, workers: int = 16, **options: Any) -> None:
-        self.server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=workers),
-            interceptors=[gt.ServerInterceptor(**options)],
+class _Served:
+    """A :func:`grpc_terminal.testing.loopback_server` kept open until :meth:`stop`.
+
+    The suite's servers are the ones the library ships to its users; this only
+    holds one open across a module-scoped fixture instead of a ``with`` block.
+    """
+
+    def __init__(self, handlers: grpc.GenericRpcHandler, aio: bool, workers: int, options: Any) -> None:
+        self._stack = contextlib.ExitStack()
+        served = self._stack.enter_context(
+            loopback_server(handlers, aio=aio, interceptor_options=options, workers=workers)
         )
-        self.server.add_generic_rpc_handlers((_handlers(aio=False),))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
-        self.server.start()
+        self.port = served.port
 
     def stop(self) -> None:
-        self.server.stop(None)
+        self._stack.close()
 
 
-class AioServer:
+class SyncServer(_Served):
+    """The scenario handlers on a ``grpc.server`` behind ``ServerInterceptor(**options)``."""
+
+    def __init__(self, workers: int = 16, **options: Any) -> None:
+        super().__init__(_handlers(aio=False), False, workers, options)
+
+
+class AioServer(_Served):
+    """The scenario handlers on a ``grpc.aio`` server behind ``AioServerInterceptor(**options)``.
+
+    The server runs on a loop of its own (``loopback_server``'s); ``loop`` is
+    the clients' and is not used here. ``sync_handlers`` serves sync handlers
+    on the aio server.
+    """
+
     def __init__(self, loop: LoopThread, sync_handlers: bool = False, **options: Any) -> None:
-        self.lt = loop
-
-        async def start() -> tuple[Any, int]:
-            server = grpc.aio.server(interceptors=[gt.AioServerInterceptor(**options)])
-            server.add_generic_rpc_handlers((_handlers(aio=True, sync_on_aio=sync_handlers),))
-            port = server.add_insecure_port("127.0.0.1:0")
-            await server.start()
-            return server, port
-
-        self.server, self.port = loop.run(start())
-
-    def stop(self) -> None:
-        self.lt.run(self.server.stop(None))
+        super().__init__(_handlers(aio=True, sync_on_aio=sync_handlers), True, 16, options)
 
 
 # -- clients --------------------------------------------------------------------------
