@@ -15,6 +15,7 @@ import grpc_terminal as gt
 from grpc_terminal._codec import TRUNCATED_KEY, TRUNCATION_MARK, encode
 from grpc_terminal._details import DETAIL_SLOTS
 
+from fakes import Received
 from harness import KINDS, SERVICE, Msg, Pair, Scenario, SyncServer, register
 from strategies import oversized_errors, status_errors
 
@@ -134,24 +135,10 @@ def test_shrinking_follows_the_documented_order(caplog: pytest.LogCaptureFixture
 def test_small_errors_are_untouched() -> None:
     err = gt.InvalidArgument("bad", field_violations={"a": "b"}, help_links={"d": "u"}, retry_delay=1.0)
     enc = encode(err)
-    decoded = gt.from_rpc_error(_Raw(enc.code, enc.message, enc.trailing_metadata))
+    decoded = gt.from_rpc_error(Received(enc.code, enc.message, enc.trailing_metadata))
     assert decoded.field_violations == [("a", "b")]
     assert decoded.help is not None
     assert decoded.error_info is not None and TRUNCATED_KEY not in decoded.error_info.metadata
-
-
-class _Raw(grpc.RpcError):
-    def __init__(self, code: grpc.StatusCode, message: str, md: object) -> None:
-        self._c, self._m, self._md = code, message, md
-
-    def code(self) -> grpc.StatusCode:
-        return self._c
-
-    def details(self) -> str:
-        return self._m
-
-    def trailing_metadata(self) -> object:
-        return self._md
 
 
 @settings(
@@ -162,7 +149,7 @@ def test_encode_always_fits_the_budget(err: gt.StatusError) -> None:
     enc = encode(err)
     assert enc.size() <= gt.TRAILER_BUDGET
     assert enc.code == err.code()
-    decoded = gt.from_rpc_error(_Raw(enc.code, enc.message, enc.trailing_metadata))
+    decoded = gt.from_rpc_error(Received(enc.code, enc.message, enc.trailing_metadata))
     assert type(decoded) is type(err)
     assert decoded.error_info is not None and err.error_info is not None
     assert decoded.error_info.reason == err.error_info.reason

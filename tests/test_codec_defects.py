@@ -48,6 +48,7 @@ from grpc_terminal._problem import exit_code, problem
 from grpc_terminal._reason import ProvisionFailureDetail, Reason, is_known_reason
 from grpc_terminal.testing import loopback_server
 
+from fakes import Received
 from strategies import status_errors
 
 C = grpc.StatusCode
@@ -67,23 +68,6 @@ def _varint(n: int) -> bytes:
 def unknown_field(number: int, size: int) -> bytes:
     """A well-formed length-delimited field ``number`` of ``size`` bytes (unknown to every detail)."""
     return _varint(number << 3 | 2) + _varint(size) + b"\x07" * size
-
-
-class Raw(grpc.RpcError):
-    """A raw failure as grpc raises it: code, details and trailers only."""
-
-    def __init__(self, code: grpc.StatusCode, details: str, trailers: tuple[tuple[str, str | bytes], ...]):
-        super().__init__(details)
-        self._code, self._details, self._trailers = code, details, trailers
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:  # type: ignore[override]
-        return self._trailers
 
 
 class FakeSleep:
@@ -205,7 +189,7 @@ def test_a_raw_rpc_error_deep_in_a_chain_is_decoded() -> None:
     pfd = ProvisionFailureDetail(reason=ProvisionFailureDetail.REASON_USER_NOT_PROVISIONABLE, detail="d")
     status = status_pb2.Status(code=C.FAILED_PRECONDITION.value[0], message="m")
     status.details.add().Pack(pfd)
-    raw = Raw(C.FAILED_PRECONDITION, "m", ((STATUS_DETAILS_KEY, status.SerializeToString()),))
+    raw = Received(C.FAILED_PRECONDITION, "m", ((STATUS_DETAILS_KEY, status.SerializeToString()),))
     err = chain(500, raw)
     assert gt.is_terminal(err)
     assert type(find_status(err)) is gt.UserNotProvisionable
@@ -506,19 +490,19 @@ def test_client_fault_rules_need_a_bare_received_status() -> None:
 
 def _received(
     code: grpc.StatusCode, *, pushback: str | None = None, retry_info: duration_pb2.Duration | None = None
-) -> Raw:
+) -> Received:
     status = status_pb2.Status(code=code.value[0], message="later")
     if retry_info is not None:
         status.details.add().Pack(ed.RetryInfo(retry_delay=retry_info))
     trailers: list[tuple[str, str | bytes]] = [(STATUS_DETAILS_KEY, status.SerializeToString())]
     if pushback is not None:
         trailers.append((PUSHBACK_KEY, pushback))
-    return Raw(code, "later", tuple(trailers))
+    return Received(code, "later", tuple(trailers))
 
 
 INT64_MAX = 2**63 - 1
 # (id, raw error, retryable, expected delay)
-ABSURD: list[tuple[str, Raw, bool, float | None]] = [
+ABSURD: list[tuple[str, Received, bool, float | None]] = [
     ("pushback-1e13", _received(C.UNAVAILABLE, pushback=str(10**13)), True, 10**10),
     ("pushback-400-digits", _received(C.UNAVAILABLE, pushback="9" * 400), True, MAX_SERVER_DELAY),
     ("pushback-5000-digits", _received(C.UNAVAILABLE, pushback="7" * 5000), True, MAX_SERVER_DELAY),
@@ -537,7 +521,9 @@ ABSURD: list[tuple[str, Raw, bool, float | None]] = [
 
 
 @pytest.mark.parametrize(("raw", "retryable", "delay"), [a[1:] for a in ABSURD], ids=[a[0] for a in ABSURD])
-def test_absurd_delays_never_raise_and_are_clamped(raw: Raw, retryable: bool, delay: float | None) -> None:
+def test_absurd_delays_never_raise_and_are_clamped(
+    raw: Received, retryable: bool, delay: float | None
+) -> None:
     typed = gt.from_rpc_error(raw)
     for err in (raw, typed, chain(3, raw)):
         verdict = gt.classify(err)

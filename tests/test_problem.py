@@ -26,6 +26,8 @@ from grpc_terminal._problem import (
 )
 from grpc_terminal.testing import loopback_server
 
+from fakes import Received
+
 C = grpc.StatusCode
 
 # The google.rpc.Code table, written out independently of the module under test.
@@ -56,21 +58,10 @@ CODE_CLASSES: list[type[gt.StatusError]] = [
 MEMBER_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{2,}$")
 
 
-class RawRpcError(grpc.RpcError):
-    """A raw grpc.RpcError as grpcio raises it (code, details, trailers)."""
-
-    def __init__(self, err: gt.StatusError) -> None:
-        encoded = encode(err)
-        self._code, self._message, self._md = encoded.code, encoded.message, encoded.trailing_metadata
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._message
-
-    def trailing_metadata(self) -> Any:
-        return self._md
+def received(err: gt.StatusError) -> Received:
+    """``err`` as a client receives it from grpc: encoded, then code, details and trailers only."""
+    encoded = encode(err)
+    return Received(encoded.code, encoded.message, encoded.trailing_metadata)
 
 
 def _json_roundtrip(obj: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +187,7 @@ def test_debug_info_is_never_rendered() -> None:
 
 
 def test_raw_rpc_error_and_wrapped_errors_are_accepted() -> None:
-    raw = RawRpcError(gt.LicenseExhausted("Jira: 100 of 100 seats"))
+    raw = received(gt.LicenseExhausted("Jira: 100 of 100 seats"))
     assert problem(raw)["type"] == "urn:grpc-terminal:reason:license-exhausted"
     with pytest.raises(RuntimeError) as info:
         try:
@@ -274,4 +265,4 @@ def test_exit_code_groups() -> None:
     assert exit_code(gt.Internal("x")) == 110
     assert exit_code(gt.terminal_error(42, "newer reason")) == 89
     assert exit_code(ValueError("not grpc")) == 113
-    assert exit_code(RawRpcError(gt.OperationNotPermitted("policy"))) == 84
+    assert exit_code(received(gt.OperationNotPermitted("policy"))) == 84
