@@ -82,7 +82,7 @@ mutate: $(STAMP)
 	$(BIN)/python benchmarks/mutation_scores.py
 
 soak: $(STAMP)
-	$(BIN)/pytest -m slow -s -p no:cacheprovider -p no:logging tests/test_soak.py
+	$(BIN)/pytest -m slow -s -p no:cacheprovider -p no:logging tests/integration/test_soak.py
 
 # The declared dependency floors, in an environment of their own.
 test-floor: $(GEN_STAMP)

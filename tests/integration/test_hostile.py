@@ -29,7 +29,7 @@ from strategies import status_errors
 
 FP = grpc.StatusCode.FAILED_PRECONDITION
 KEY = gt.STATUS_DETAILS_KEY
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _any(msg: Any) -> any_pb2.Any:

@@ -44,7 +44,7 @@ CLIENT: dict[str, Any] = {
 TIMEOUT = 5.0
 SECRET = "SECRET-bob-secret-project-42"
 KINDS = ["sync", "aio", "aio-sync"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager

@@ -36,7 +36,7 @@ from grpc_terminal._cli import main as cli_main
 from grpc_terminal._retry import RetryPolicy
 from grpc_terminal.testing import Loopback, assert_terminal, loopback_server
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # the examples package lives beside tests/, not in site-packages
 user_client = importlib.import_module("examples.user_service.client")
