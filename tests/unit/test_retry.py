@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 
 import grpc
 import pytest
@@ -24,7 +26,7 @@ from google.protobuf import wrappers_pb2
 
 import grpc_terminal as gt
 from grpc_terminal import RetryBudget, RetryHistory, RetryPolicy, StopReason, Verdict, service_config
-from grpc_terminal._retry import Attempt, check_ceiling
+from grpc_terminal._retry import MAX_DURATION, Attempt, _Run, check_ceiling
 from grpc_terminal.testing import loopback_server
 
 from fakes import Received
@@ -614,7 +616,7 @@ def test_a_negative_ceiling_names_max_server_delay() -> None:
 SERVICE = "test.RetryUnit"
 
 
-def _handlers(sent_first: list[int]) -> grpc.GenericRpcHandler[Any]:
+def _handlers(sent_first: list[int]) -> grpc.GenericRpcHandler[Any, Any]:
     def remaining(request: Msg, context: grpc.ServicerContext) -> Msg:
         return Msg(value=repr(context.time_remaining()))
 
@@ -688,3 +690,406 @@ def test_a_stream_failing_after_a_response_is_committed_with_its_attempt_recorde
     assert attempt.error == "Unavailable"
     assert attempt.verdict == Verdict(True, "code", C.UNAVAILABLE, None)
     assert notes_of(caught.value)[-1].startswith(f"{NOTE} stopped (committed) after 1 attempt [UNAVAILABLE]")
+
+
+# -- acall raises what call raises ----------------------------------------------------------
+
+
+def test_acall_types_a_raw_grpc_failure_and_chains_the_original() -> None:
+    """``acall`` gives up like ``call``: a raw grpc failure comes out typed, caused by the raw one."""
+    raw = Received(C.NOT_FOUND, "gone")
+
+    async def afn() -> None:
+        raise raw
+
+    with pytest.raises(gt.NotFound) as caught:
+        asyncio.run(RetryPolicy().acall(afn))
+    assert caught.value.__cause__ is raw
+    assert history_of(caught.value).stopped is StopReason.NOT_RETRYABLE
+
+
+def test_acall_reraises_a_non_grpc_failure_itself_unchained() -> None:
+    error = ValueError("bad")
+
+    async def afn() -> None:
+        raise error
+
+    with pytest.raises(ValueError, match=r"^bad\b") as caught:
+        asyncio.run(RetryPolicy().acall(afn))
+    assert caught.value is error
+    assert caught.value.__cause__ is None
+
+
+# -- the waits of the client interceptors: a wake-up event ends them --------------------------
+# The interceptors give _Run.sleep a threading.Event that cancelling the call sets; the
+# coroutine twice takes an asyncio.Event. Both return True when the event ended the wait.
+
+
+class WakeEvent(threading.Event):
+    """A threading.Event whose waits move a PatchedTime clock instead of blocking."""
+
+    def __init__(self, clock: PatchedTime, set_after: int | None = None) -> None:
+        super().__init__()
+        self.clock = clock
+        self.set_after = set_after
+        self.waited: list[float | None] = []
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if len(self.waited) > 20:
+            raise RuntimeError("waited in too many pieces")
+        self.waited.append(timeout)
+        self.clock.now += timeout or 0.0
+        if self.set_after is not None and len(self.waited) >= self.set_after:
+            self.set()
+        return self.is_set()
+
+
+def _patched_run(monkeypatch: pytest.MonkeyPatch) -> tuple[PatchedTime, _Run]:
+    fake = PatchedTime()
+    monkeypatch.setattr(time, "sleep", fake.sleep)
+    monkeypatch.setattr(time, "monotonic", fake.monotonic)
+    return fake, _Run(RetryPolicy(sleep=time.sleep, clock=fake.monotonic))
+
+
+def test_a_default_sleep_with_a_wake_event_waits_on_the_event_in_pieces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake, run = _patched_run(monkeypatch)
+    wake = WakeEvent(fake)
+    assert run.sleep(2 * 86_400 + 0.5, wake) is False
+    assert wake.waited == [86_400.0, 86_400.0, 0.5]
+    assert fake.slept == []
+
+
+def test_a_wait_ending_on_a_piece_boundary_takes_no_extra_zero_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, run = _patched_run(monkeypatch)
+    wake = WakeEvent(fake)
+    assert run.sleep(2 * 86_400.0, wake) is False
+    assert wake.waited == [86_400.0, 86_400.0]
+
+
+def test_a_set_wake_event_ends_a_default_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, run = _patched_run(monkeypatch)
+    wake = WakeEvent(fake, set_after=1)
+    assert run.sleep(3 * 86_400.0, wake) is True
+    assert wake.waited == [86_400.0]
+
+
+def test_an_already_set_wake_event_skips_a_default_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake, run = _patched_run(monkeypatch)
+    wake = WakeEvent(fake)
+    wake.set()
+    assert run.sleep(5.0, wake) is True
+    assert wake.waited == []
+
+
+def test_an_injected_sleep_runs_to_its_end_and_the_event_is_checked_around_it() -> None:
+    ft = FakeTime()
+    run = _Run(ft.policy())
+    wake = threading.Event()
+    assert run.sleep(0.5, wake) is False
+    assert ft.waits == [0.5]
+    wake.set()
+    assert run.sleep(0.5, wake) is True
+    assert ft.waits == [0.5]  # not slept: the event was already set
+
+
+def test_an_event_set_during_an_injected_sleep_is_reported() -> None:
+    ft = FakeTime()
+    wake = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        ft.sleep(seconds)
+        wake.set()
+
+    run = _Run(RetryPolicy(clock=ft.clock, sleep=sleep))
+    assert run.sleep(0.25, wake) is True
+    assert ft.waits == [0.25]
+
+
+def test_a_sleep_without_a_wake_event_is_never_woken() -> None:
+    ft = FakeTime()
+    assert _Run(ft.policy()).sleep(0.5) is False
+    assert ft.waits == [0.5]
+
+
+class AsyncSleeps:
+    """An injectable ``async_sleep`` that records each wait and may never end on its own."""
+
+    def __init__(self, forever: bool = False) -> None:
+        self.forever = forever
+        self.waits: list[float] = []
+        self.cleaned = 0
+        self.wake: asyncio.Event | None = None
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        try:
+            if self.forever:
+                if self.wake is not None:  # wake the waiter once this sleep is under way
+                    asyncio.get_running_loop().call_soon(self.wake.set)
+                await asyncio.get_running_loop().create_future()
+        finally:
+            await asyncio.sleep(0)  # a clean-up that takes turns of the loop
+            await asyncio.sleep(0)
+            self.cleaned += 1
+
+
+class SlowEvent(asyncio.Event):
+    """An asyncio.Event whose ``wait``, once cancelled, takes turns of the loop to clean up."""
+
+    async def wait(self) -> Literal[True]:
+        try:
+            return await super().wait()
+        finally:
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+
+
+def _other_tasks() -> set[asyncio.Task[Any]]:
+    """The tasks of the running loop still pending, besides the current one."""
+    return {t for t in asyncio.all_tasks() if t is not asyncio.current_task()}
+
+
+def test_an_async_wait_without_an_event_awaits_the_policy_sleep() -> None:
+    sleeps = AsyncSleeps()
+    run = _Run(RetryPolicy(async_sleep=sleeps))
+    assert asyncio.run(run.async_sleep(0.5)) is False
+    assert sleeps.waits == [0.5]
+
+
+def test_an_async_wait_that_ends_by_itself_is_not_woken() -> None:
+    sleeps = AsyncSleeps()
+    run = _Run(RetryPolicy(async_sleep=sleeps))
+
+    async def main() -> tuple[bool, int]:
+        woken = await run.async_sleep(0.5, SlowEvent())
+        return woken, len(_other_tasks())
+
+    assert asyncio.run(main()) == (False, 0)  # the watcher task is over too
+    assert sleeps.waits == [0.5]
+
+
+def test_an_already_set_event_skips_the_async_wait() -> None:
+    sleeps = AsyncSleeps()
+    run = _Run(RetryPolicy(async_sleep=sleeps))
+
+    async def main() -> bool:
+        woken = asyncio.Event()
+        woken.set()
+        return await run.async_sleep(0.5, woken)
+
+    assert asyncio.run(main()) is True
+    assert sleeps.waits == []
+
+
+def test_setting_the_event_ends_an_endless_async_wait_and_cleans_it_up() -> None:
+    sleeps = AsyncSleeps(forever=True)
+    run = _Run(RetryPolicy(async_sleep=sleeps))
+
+    async def main() -> tuple[bool, int, int]:
+        woken = sleeps.wake = asyncio.Event()
+        outer = asyncio.current_task()
+
+        async def wait() -> tuple[bool, int, int]:
+            result = await run.async_sleep(0.5, woken)
+            return result, sleeps.cleaned, len(_other_tasks() - {outer})
+
+        return await asyncio.wait_for(wait(), timeout=2)
+
+    # the endless sleep was cancelled and its clean-up had finished when the wait returned
+    assert asyncio.run(main()) == (True, 1, 0)
+    assert sleeps.waits == [0.5]
+
+
+# -- what gRPC's retryThrottling can express ------------------------------------------------
+
+
+def _throttling_of(budget: RetryBudget) -> dict[str, Any]:
+    throttling: dict[str, Any] = json.loads(service_config(RetryPolicy(budget=budget)))["retryThrottling"]
+    return throttling
+
+
+@pytest.mark.parametrize("max_tokens", [1, 1000])
+def test_throttling_accepts_max_tokens_from_one_to_a_thousand(max_tokens: int) -> None:
+    assert _throttling_of(RetryBudget(max_tokens, 1.0)) == {"maxTokens": max_tokens, "tokenRatio": 1.0}
+
+
+@pytest.mark.parametrize("max_tokens", [0.5, 2.5])
+def test_throttling_refuses_a_fractional_max_tokens(max_tokens: float) -> None:
+    message = (
+        "gRPC's retryThrottling needs an integer maxTokens in 1..1000, and the budget has "
+        f"max_tokens={max_tokens!r}: use a whole number of tokens for service_config"
+    )
+    with pytest.raises(ValueError, match=exactly(message)):
+        service_config(RetryPolicy(budget=RetryBudget(max_tokens)))
+
+
+@pytest.mark.parametrize(("token_ratio", "written"), [(0.001, 0.001), (0.0016, 0.001), (0.0019, 0.001)])
+def test_throttling_truncates_the_token_ratio_to_millis(token_ratio: float, written: float) -> None:
+    assert _throttling_of(RetryBudget(10, token_ratio))["tokenRatio"] == written
+
+
+def test_throttling_refuses_a_token_ratio_that_reads_as_zero() -> None:
+    message = (
+        "gRPC's retryThrottling reads tokenRatio to 3 decimals, so token_ratio=0.0009 would be 0, "
+        "which gRPC rejects: use at least 0.001"
+    )
+    with pytest.raises(ValueError, match=exactly(message)):
+        service_config(RetryPolicy(budget=RetryBudget(10, 0.0009)))
+
+
+# -- the debug log of a refused pending result ------------------------------------------------
+
+
+def test_a_failing_cancel_is_logged_at_debug_with_its_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="grpc_terminal"), pytest.raises(TypeError):
+        RetryPolicy().call(BadCancel)
+    (record,) = [r for r in caplog.records if r.name == "grpc_terminal"]
+    assert record.levelno == logging.DEBUG
+    assert "cancel" in record.getMessage()
+    assert record.exc_info is not None and isinstance(record.exc_info[1], RuntimeError)
+
+
+def test_a_pending_result_with_nothing_to_cancel_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    """An async iterator has no ``cancel``: nothing failed, so no failure is logged."""
+    with caplog.at_level(logging.DEBUG, logger="grpc_terminal"), pytest.raises(TypeError):
+        RetryPolicy().call(Ticker)
+    assert [r for r in caplog.records if r.name == "grpc_terminal"] == []
+
+
+# -- the names and backoffs service_config writes ----------------------------------------------
+
+
+def test_a_name_repeated_before_others_is_written_once_and_the_rest_kept() -> None:
+    config = service_config(RetryPolicy(), services=["a.S", "a.S", "b.S"])
+    assert json.loads(config)["methodConfig"][0]["name"] == [{"service": "a.S"}, {"service": "b.S"}]
+
+
+@pytest.mark.parametrize("service", ["", 5])
+def test_a_service_name_must_be_a_non_empty_str(service: object) -> None:
+    message = f"a service name must be a non-empty str like 'pkg.Service', got {service!r}"
+    with pytest.raises(ValueError, match=exactly(message)):
+        service_config(RetryPolicy(), services=[service])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(("max_backoff", "text"), [(0.0, "0.01s"), (0.005, "0.01s"), (0.02, "0.02s")])
+def test_max_backoff_is_written_as_at_least_ten_milliseconds(max_backoff: float, text: str) -> None:
+    policy = RetryPolicy(max_attempts=2, initial_backoff=0.0, max_backoff=max_backoff)
+    assert _retry_policy(service_config(policy))["maxBackoff"] == text
+
+
+# -- the deadline of each attempt inside the interceptors -----------------------------------
+# The interceptors build a _Run with the call's own timeout and give each attempt
+# _Run.timeout(): what is left of the earlier of the call's and the policy's deadlines.
+
+
+@pytest.mark.parametrize(
+    ("policy_timeout", "call_timeout", "left"),
+    [(None, None, None), (5.0, None, 5.0), (None, 2.0, 2.0), (5.0, 2.0, 2.0), (2.0, 5.0, 2.0)],
+)
+def test_an_attempt_gets_what_is_left_of_the_earlier_deadline(
+    policy_timeout: float | None, call_timeout: float | None, left: float | None
+) -> None:
+    ft = FakeTime()
+    run = _Run(ft.policy(max_attempts=3, timeout=policy_timeout), call_timeout)
+    assert run.timeout() == left
+    ft.now += 1.5
+    assert run.timeout() == (None if left is None else left - 1.5)
+
+
+def test_an_attempt_past_the_deadline_gets_zero_not_a_negative_timeout() -> None:
+    ft = FakeTime()
+    run = _Run(ft.policy(timeout=1.0))
+    ft.now += 3.0
+    assert run.remaining() == -2.0
+    assert run.timeout() == 0.0
+
+
+# -- what counts as a number of seconds -------------------------------------------------------
+
+CEILING_RANGE = "max_server_delay must be a number of seconds in [0, 315576000000], got "
+
+
+@pytest.mark.parametrize("value", [True, "5", 10**400, math.inf])
+def test_a_ceiling_that_is_not_a_finite_number_is_refused(value: object) -> None:
+    with pytest.raises(ValueError, match=exactly(f"{CEILING_RANGE}{value!r}")):
+        check_ceiling(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("multiplier", [True, 10**400])
+def test_a_multiplier_must_be_a_real_finite_number(multiplier: object) -> None:
+    with pytest.raises(
+        ValueError, match=exactly(f"multiplier must be a finite number >= 1, got {multiplier!r}")
+    ):
+        RetryPolicy(multiplier=multiplier)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"initial_backoff": -1}, "initial_backoff must be a number of seconds in [0, 315576000000], got -1"),
+        (
+            {"max_server_delay": "1"},
+            "max_server_delay must be a number of seconds in [0, 315576000000], got '1'",
+        ),
+        ({"timeout": 0}, "timeout must be None or a number of seconds in (0, 315576000000], got 0"),
+    ],
+)
+def test_an_invalid_duration_names_its_field_and_range(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=exactly(message)):
+        RetryPolicy(**changes)
+
+
+@pytest.mark.parametrize(("multiplier", "retry"), [(10.0, 400), (1e300, 3)])
+def test_a_backoff_that_overflows_a_float_is_max_backoff(multiplier: float, retry: int) -> None:
+    assert RetryPolicy(multiplier=multiplier, max_backoff=7.0).backoff(retry) == 7.0
+
+
+def test_a_server_delay_above_the_ceiling_stops_at_once() -> None:
+    ft = FakeTime()
+    long = Received(C.UNAVAILABLE, trailers=[("grpc-retry-pushback-ms", "600000")])
+    with pytest.raises(gt.Unavailable) as caught:
+        ft.policy().call(failing(long))
+    history = history_of(caught.value)
+    assert history.stopped is StopReason.SERVER_DELAY_TOO_LONG
+    assert history.attempts[0].verdict.delay == 600.0
+    assert ft.waits == []
+
+
+def test_on_retry_is_not_called_when_retrying_stops() -> None:
+    calls: list[tuple[int, float]] = []
+    policy = FakeTime().policy(on_retry=lambda n, w, v, e: calls.append((n, w)))
+    with pytest.raises(gt.NotFound):
+        policy.call(failing(Received(C.NOT_FOUND)))
+    assert calls == []
+
+
+def test_a_classification_failure_is_logged_at_debug_with_its_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="grpc_terminal"), pytest.raises(UnreadableNotFound):
+        RetryPolicy().call(failing(UnreadableNotFound("x")))
+    records = [r for r in caplog.records if r.name == "grpc_terminal"]
+    assert [r.levelno for r in records] == [logging.DEBUG]
+    assert "classification failed" in records[0].getMessage()
+    assert records[0].exc_info is not None and isinstance(records[0].exc_info[1], OverflowError)
+
+
+def test_the_longest_protobuf_duration_is_accepted_and_written() -> None:
+    """MAX_DURATION itself (10,000 years) is a valid duration everywhere."""
+    assert check_ceiling(MAX_DURATION) == MAX_DURATION
+    config = json.loads(service_config(RetryPolicy(max_attempts=2, timeout=MAX_DURATION)))
+    assert config["methodConfig"][0]["timeout"] == "315576000000s"
+
+
+def test_giving_up_with_a_reason_records_that_reason() -> None:
+    """``_Run.give_up(exc, reason)`` stops with ``reason`` and attaches the history with it."""
+    ft = FakeTime()
+    run = _Run(ft.policy())
+    error = Received(C.UNAVAILABLE)
+    assert run.failed(error) == 0.1
+    final = run.give_up(error, StopReason.COMMITTED)
+    assert isinstance(final, gt.Unavailable)
+    assert history_of(final).stopped is StopReason.COMMITTED
+    assert notes_of(final)[-1].startswith(f"{NOTE} stopped (committed) after 1 attempt [UNAVAILABLE]")
