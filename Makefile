@@ -49,6 +49,7 @@ test-wheel: $(GEN_STAMP)
 lint: $(STAMP) $(GEN_STAMP)
 	$(BIN)/ruff check grpc_terminal tests examples benchmarks
 	$(BIN)/mypy
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 	$(BIN)/lint-imports
 	cd proto && ../$(GEN_VENV)/bin/buf lint
 

@@ -17,7 +17,7 @@ import grpc
 import grpc.aio
 
 from grpc_terminal._aio_calls import AioLocallyCancelled, AioUnaryStreamCall
-from grpc_terminal._retry import RetryPolicy, StopReason, _Run, attach_history
+from grpc_terminal._retry import RetryPolicy, RetryRun, StopReason, attach_history
 from grpc_terminal._retrying import checked_policy
 
 __all__ = ["AioRetryingStream", "aio_retry_interceptors"]
@@ -37,7 +37,7 @@ class _AioRetryUnaryUnary(_AioUU):
         self.policy = policy
 
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        run = _Run(self.policy, client_call_details.timeout)
+        run = RetryRun(self.policy, client_call_details.timeout)
         while True:
             call = await continuation(client_call_details._replace(timeout=run.timeout()), request)
             try:
@@ -72,7 +72,7 @@ class AioRetryingStream(AioUnaryStreamCall):
     """
 
     def __init__(
-        self, policy: RetryPolicy, run: _Run, call: Any, restart: Callable[[], Awaitable[Any]]
+        self, policy: RetryPolicy, run: RetryRun, call: Any, restart: Callable[[], Awaitable[Any]]
     ) -> None:
         super().__init__(call)
         self._policy = policy
@@ -178,7 +178,7 @@ class _AioRetryUnaryStream(_AioUS):
         self.policy = policy
 
     async def intercept_unary_stream(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
-        run = _Run(self.policy, client_call_details.timeout)
+        run = RetryRun(self.policy, client_call_details.timeout)
 
         async def restart() -> Any:
             return await continuation(client_call_details._replace(timeout=run.timeout()), request)

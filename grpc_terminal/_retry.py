@@ -162,7 +162,7 @@ def _wait_event(event: threading.Event, seconds: float) -> bool:
     return event.is_set()
 
 
-def _is_finite(value: object) -> bool:
+def is_finite(value: object) -> bool:
     """An int or float (not a bool) that is a finite float: no NaN, no infinity, no 400-digit int."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False
@@ -174,12 +174,12 @@ def _is_finite(value: object) -> bool:
 
 def _is_duration(value: object) -> bool:
     """A real number of seconds gRPC and protobuf can express."""
-    return _is_finite(value) and value <= MAX_DURATION  # type: ignore[operator]
+    return is_finite(value) and value <= MAX_DURATION  # type: ignore[operator]
 
 
 def server_delay_too_long(delay: float | None, ceiling: float) -> bool:
     """True when a server-suggested ``delay`` is beyond ``ceiling`` seconds, or not a finite wait."""
-    return delay is not None and not (_is_finite(delay) and 0 <= delay <= ceiling)
+    return delay is not None and not (is_finite(delay) and 0 <= delay <= ceiling)
 
 
 def check_ceiling(value: float, name: str = "max_server_delay") -> float:
@@ -333,9 +333,9 @@ class RetryPolicy:
                 )
         if self.max_backoff < self.initial_backoff:
             raise ValueError("max_backoff must be >= initial_backoff")
-        if not _is_finite(self.multiplier) or self.multiplier < 1:
+        if not is_finite(self.multiplier) or self.multiplier < 1:
             raise ValueError(f"multiplier must be a finite number >= 1, got {self.multiplier!r}")
-        if not _is_finite(self.jitter) or not 0 <= self.jitter <= 1:
+        if not is_finite(self.jitter) or not 0 <= self.jitter <= 1:
             raise ValueError(f"jitter must be in [0, 1], got {self.jitter!r}")
         if self.timeout is not None and (not _is_duration(self.timeout) or self.timeout <= 0):
             raise ValueError(
@@ -394,7 +394,7 @@ class RetryPolicy:
         outside the policy, so it is cancelled and a :class:`TypeError` raised
         instead; use ``await policy.acall(...)`` for those.
         """
-        run = _Run(self)
+        run = RetryRun(self)
         while True:
             try:
                 result = fn(*args, **kwargs)
@@ -413,7 +413,7 @@ class RetryPolicy:
 
     async def acall(self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
         """``await fn(*args, **kwargs)``, retried as this policy says."""
-        run = _Run(self)
+        run = RetryRun(self)
         while True:
             try:
                 result = await fn(*args, **kwargs)
@@ -460,7 +460,7 @@ class RetryPolicy:
         return wrapper
 
 
-class _Run:
+class RetryRun:
     """The state of one retried call: attempts so far and the deadline."""
 
     def __init__(self, policy: RetryPolicy, call_timeout: float | None = None) -> None:

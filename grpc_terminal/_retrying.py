@@ -25,7 +25,7 @@ import grpc
 
 from grpc_terminal._calls import LocallyCancelled, Raised, TypedUnary, debug_string_of
 from grpc_terminal._errors import StatusError
-from grpc_terminal._retry import RetryPolicy, _Run, attach_history
+from grpc_terminal._retry import RetryPolicy, RetryRun, attach_history
 
 __all__ = ["Attempt", "RetryingCall", "RetryingUnary", "call_options", "checked_policy"]
 
@@ -197,7 +197,7 @@ class RetryingCall(_PendingCall):
     def __init__(self, policy: RetryPolicy, timeout: float | None, attempt: Attempt) -> None:
         super().__init__()
         self._policy = policy
-        self._run = _Run(policy, timeout)
+        self._run = RetryRun(policy, timeout)
         self._start_attempt = attempt
         self._context = contextvars.copy_context()
         self._attempt: Any = None

@@ -16,7 +16,7 @@ import grpc
 
 from grpc_terminal._calls import LocallyCancelled, Raised, SyncCall, TypedStream
 from grpc_terminal._errors import StatusError
-from grpc_terminal._retry import RetryPolicy, StopReason, _Run, attach_history
+from grpc_terminal._retry import RetryPolicy, RetryRun, StopReason, attach_history
 from grpc_terminal._retrying import Attempt, call_options
 
 __all__ = ["RetryingStream", "RetryingUnaryStream"]
@@ -36,7 +36,7 @@ class RetryingStream(SyncCall):
 
     def __init__(self, policy: RetryPolicy, timeout: float | None, attempt: Attempt) -> None:
         self._policy = policy
-        self._run = _Run(policy, timeout)
+        self._run = RetryRun(policy, timeout)
         self._start_attempt = attempt
         self._lock = threading.Lock()
         self._wake = threading.Event()

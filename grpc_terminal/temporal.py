@@ -45,8 +45,8 @@ from grpc_terminal._reason import reason_name
 from grpc_terminal._retry import (
     DEFAULT_MAX_SERVER_DELAY,
     StopReason,
-    _is_finite,  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
     check_ceiling,
+    is_finite,
     safe_classify,
     server_delay_too_long,
 )
@@ -104,7 +104,7 @@ def to_application_error(
         return ApplicationError(message, details, type=error_type, non_retryable=True)
     if server_delay_too_long(verdict.delay, ceiling):
         details["stopped"] = StopReason.SERVER_DELAY_TOO_LONG.value
-        details["retry_delay"] = verdict.delay if _is_finite(verdict.delay) else None
+        details["retry_delay"] = verdict.delay if is_finite(verdict.delay) else None
         return ApplicationError(message, details, type=details["code"], non_retryable=True)
     if verdict.delay is not None:
         return ApplicationError(

@@ -33,8 +33,8 @@ from grpc_terminal._retry import (
     RetryBudget,
     RetryHistory,
     RetryPolicy,
+    RetryRun,
     StopReason,
-    _Run,
     service_config,
 )
 
@@ -406,7 +406,7 @@ def test_backoff_never_overflows_and_stays_under_max_backoff() -> None:
 def test_the_longest_policy_runs_with_the_default_sleep() -> None:
     # every wait the longest valid policy can ask for is sleepable (the default sleep is piecewise)
     p = RetryPolicy(initial_backoff=MAX_DURATION, max_backoff=MAX_DURATION, max_server_delay=MAX_DURATION)
-    run = _Run(p)
+    run = RetryRun(p)
     assert run.failed(gt.Unavailable("down")) == pytest.approx(MAX_DURATION * (1 - p.jitter), rel=0.25)
     cancelled = threading.Event()
     threading.Timer(0.05, cancelled.set).start()
@@ -728,7 +728,7 @@ def test_custom_predicate_saying_no_is_not_terminal() -> None:
 
 
 def test_run_sleep_is_cut_short_by_cancel() -> None:
-    run = _Run(RetryPolicy())
+    run = RetryRun(RetryPolicy())
     cancelled = threading.Event()
     threading.Timer(0.05, cancelled.set).start()
     started = time.monotonic()
@@ -736,7 +736,7 @@ def test_run_sleep_is_cut_short_by_cancel() -> None:
     assert time.monotonic() - started < 2
     assert run.sleep(0.01, threading.Event()) is False
     waits: list[float] = []
-    injected = _Run(RetryPolicy(sleep=waits.append))
+    injected = RetryRun(RetryPolicy(sleep=waits.append))
     assert injected.sleep(3, threading.Event()) is False and waits == [3]
     done = threading.Event()
     done.set()
@@ -745,7 +745,7 @@ def test_run_sleep_is_cut_short_by_cancel() -> None:
 
 @pytest.mark.asyncio
 async def test_run_async_sleep_is_cut_short_by_cancel() -> None:
-    run = _Run(RetryPolicy())
+    run = RetryRun(RetryPolicy())
     cancelled = asyncio.Event()
     asyncio.get_running_loop().call_later(0.05, cancelled.set)
     started = time.monotonic()

@@ -26,7 +26,7 @@ from google.protobuf import wrappers_pb2
 
 import grpc_terminal as gt
 from grpc_terminal import RetryBudget, RetryHistory, RetryPolicy, StopReason, Verdict, service_config
-from grpc_terminal._retry import MAX_DURATION, Attempt, _Run, check_ceiling
+from grpc_terminal._retry import MAX_DURATION, Attempt, RetryRun, check_ceiling
 from grpc_terminal.testing import loopback_server
 
 from fakes import Received
@@ -721,7 +721,7 @@ def test_acall_reraises_a_non_grpc_failure_itself_unchained() -> None:
 
 
 # -- the waits of the client interceptors: a wake-up event ends them --------------------------
-# The interceptors give _Run.sleep a threading.Event that cancelling the call sets; the
+# The interceptors give RetryRun.sleep a threading.Event that cancelling the call sets; the
 # coroutine twice takes an asyncio.Event. Both return True when the event ended the wait.
 
 
@@ -744,11 +744,11 @@ class WakeEvent(threading.Event):
         return self.is_set()
 
 
-def _patched_run(monkeypatch: pytest.MonkeyPatch) -> tuple[PatchedTime, _Run]:
+def _patched_run(monkeypatch: pytest.MonkeyPatch) -> tuple[PatchedTime, RetryRun]:
     fake = PatchedTime()
     monkeypatch.setattr(time, "sleep", fake.sleep)
     monkeypatch.setattr(time, "monotonic", fake.monotonic)
-    return fake, _Run(RetryPolicy(sleep=time.sleep, clock=fake.monotonic))
+    return fake, RetryRun(RetryPolicy(sleep=time.sleep, clock=fake.monotonic))
 
 
 def test_a_default_sleep_with_a_wake_event_waits_on_the_event_in_pieces(
@@ -785,7 +785,7 @@ def test_an_already_set_wake_event_skips_a_default_sleep(monkeypatch: pytest.Mon
 
 def test_an_injected_sleep_runs_to_its_end_and_the_event_is_checked_around_it() -> None:
     ft = FakeTime()
-    run = _Run(ft.policy())
+    run = RetryRun(ft.policy())
     wake = threading.Event()
     assert run.sleep(0.5, wake) is False
     assert ft.waits == [0.5]
@@ -802,14 +802,14 @@ def test_an_event_set_during_an_injected_sleep_is_reported() -> None:
         ft.sleep(seconds)
         wake.set()
 
-    run = _Run(RetryPolicy(clock=ft.clock, sleep=sleep))
+    run = RetryRun(RetryPolicy(clock=ft.clock, sleep=sleep))
     assert run.sleep(0.25, wake) is True
     assert ft.waits == [0.25]
 
 
 def test_a_sleep_without_a_wake_event_is_never_woken() -> None:
     ft = FakeTime()
-    assert _Run(ft.policy()).sleep(0.5) is False
+    assert RetryRun(ft.policy()).sleep(0.5) is False
     assert ft.waits == [0.5]
 
 
@@ -853,14 +853,14 @@ def _other_tasks() -> set[asyncio.Task[Any]]:
 
 def test_an_async_wait_without_an_event_awaits_the_policy_sleep() -> None:
     sleeps = AsyncSleeps()
-    run = _Run(RetryPolicy(async_sleep=sleeps))
+    run = RetryRun(RetryPolicy(async_sleep=sleeps))
     assert asyncio.run(run.async_sleep(0.5)) is False
     assert sleeps.waits == [0.5]
 
 
 def test_an_async_wait_that_ends_by_itself_is_not_woken() -> None:
     sleeps = AsyncSleeps()
-    run = _Run(RetryPolicy(async_sleep=sleeps))
+    run = RetryRun(RetryPolicy(async_sleep=sleeps))
 
     async def main() -> tuple[bool, int]:
         woken = await run.async_sleep(0.5, SlowEvent())
@@ -872,7 +872,7 @@ def test_an_async_wait_that_ends_by_itself_is_not_woken() -> None:
 
 def test_an_already_set_event_skips_the_async_wait() -> None:
     sleeps = AsyncSleeps()
-    run = _Run(RetryPolicy(async_sleep=sleeps))
+    run = RetryRun(RetryPolicy(async_sleep=sleeps))
 
     async def main() -> bool:
         woken = asyncio.Event()
@@ -885,7 +885,7 @@ def test_an_already_set_event_skips_the_async_wait() -> None:
 
 def test_setting_the_event_ends_an_endless_async_wait_and_cleans_it_up() -> None:
     sleeps = AsyncSleeps(forever=True)
-    run = _Run(RetryPolicy(async_sleep=sleeps))
+    run = RetryRun(RetryPolicy(async_sleep=sleeps))
 
     async def main() -> tuple[bool, int, int]:
         woken = sleeps.wake = asyncio.Event()
@@ -980,8 +980,8 @@ def test_max_backoff_is_written_as_at_least_ten_milliseconds(max_backoff: float,
 
 
 # -- the deadline of each attempt inside the interceptors -----------------------------------
-# The interceptors build a _Run with the call's own timeout and give each attempt
-# _Run.timeout(): what is left of the earlier of the call's and the policy's deadlines.
+# The interceptors build a RetryRun with the call's own timeout and give each attempt
+# RetryRun.timeout(): what is left of the earlier of the call's and the policy's deadlines.
 
 
 @pytest.mark.parametrize(
@@ -992,7 +992,7 @@ def test_an_attempt_gets_what_is_left_of_the_earlier_deadline(
     policy_timeout: float | None, call_timeout: float | None, left: float | None
 ) -> None:
     ft = FakeTime()
-    run = _Run(ft.policy(max_attempts=3, timeout=policy_timeout), call_timeout)
+    run = RetryRun(ft.policy(max_attempts=3, timeout=policy_timeout), call_timeout)
     assert run.timeout() == left
     ft.now += 1.5
     assert run.timeout() == (None if left is None else left - 1.5)
@@ -1000,7 +1000,7 @@ def test_an_attempt_gets_what_is_left_of_the_earlier_deadline(
 
 def test_an_attempt_past_the_deadline_gets_zero_not_a_negative_timeout() -> None:
     ft = FakeTime()
-    run = _Run(ft.policy(timeout=1.0))
+    run = RetryRun(ft.policy(timeout=1.0))
     ft.now += 3.0
     assert run.remaining() == -2.0
     assert run.timeout() == 0.0
@@ -1084,9 +1084,9 @@ def test_the_longest_protobuf_duration_is_accepted_and_written() -> None:
 
 
 def test_giving_up_with_a_reason_records_that_reason() -> None:
-    """``_Run.give_up(exc, reason)`` stops with ``reason`` and attaches the history with it."""
+    """``RetryRun.give_up(exc, reason)`` stops with ``reason`` and attaches the history with it."""
     ft = FakeTime()
-    run = _Run(ft.policy())
+    run = RetryRun(ft.policy())
     error = Received(C.UNAVAILABLE)
     assert run.failed(error) == 0.1
     final = run.give_up(error, StopReason.COMMITTED)
