@@ -64,8 +64,9 @@ from grpc_terminal._problem import (
     problem,
 )
 from grpc_terminal._reason import ProvisionFailureDetail, Reason, code_for_reason
-from grpc_terminal._retry import RetryBudget, RetryHistory, RetryPolicy, StopReason, service_config
+from grpc_terminal._retry import RetryBudget, RetryHistory, RetryPolicy, StopReason
 from grpc_terminal._server import AioServerInterceptor, AsyncServerInterceptor, ServerInterceptor
+from grpc_terminal._service_config import service_config
 from grpc_terminal._status import to_status
 from grpc_terminal._version import __version__
 

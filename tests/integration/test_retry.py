@@ -23,8 +23,8 @@ from grpc_terminal._retry import (
     RetryHistory,
     RetryPolicy,
     StopReason,
-    service_config,
 )
+from grpc_terminal._service_config import service_config
 
 from harness import SERVICE, AioServer, LoopThread, Pair, Scenario, SyncServer, register
 

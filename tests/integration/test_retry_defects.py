@@ -35,8 +35,8 @@ from grpc_terminal._retry import (
     RetryPolicy,
     RetryRun,
     StopReason,
-    service_config,
 )
+from grpc_terminal._service_config import service_config
 
 from harness import LoopThread, Pair, Scenario
 
