@@ -12,7 +12,7 @@ GEN_OUT := grpc_terminal/_gen
 
 export GT_PROTOC_PYTHON := $(abspath $(GEN_VENV))/bin/python
 
-.PHONY: test test-wheel lint proto demo interop bench fuzz soak test-floor mutate clean
+.PHONY: test test-wheel lint proto demo interop bench fuzz soak test-floor mutate docs docs-serve clean
 
 # editable_mode=compat: a plain path entry, so mypy and pyright run from any
 # folder find grpc_terminal in this venv (the default import-hook mode hides it).
@@ -42,7 +42,7 @@ test-wheel: $(GEN_STAMP)
 	$(WHEEL_VENV)/bin/pip wheel -q --no-deps -w dist .
 	$(WHEEL_VENV)/bin/pip install -q "$$(ls dist/grpc_terminal-*.whl)[dev,tenacity,api-core,temporal]"
 	mkdir -p $(WHEEL_RUN)
-	cp -r tests examples benchmarks fuzz proto README.md LICENSE pyproject.toml $(WHEEL_RUN)/
+	cp -r tests examples benchmarks fuzz proto docs mkdocs.yml README.md LICENSE pyproject.toml $(WHEEL_RUN)/
 	cd $(WHEEL_RUN) && GT_NO_SKIP=1 GT_EXPECT_INSTALLED=1 ../../$(WHEEL_VENV)/bin/python -m pytest \
 	  -p no:cacheprovider --ignore=tests/interop -m "not slow" tests
 
@@ -82,6 +82,14 @@ mutate: $(STAMP)
 	$(BIN)/mutmut run --max-children $${MUTATE_JOBS:-2} || true
 	$(BIN)/python benchmarks/mutation_scores.py
 
+# The documentation site: --strict fails on a broken link or reference.
+# NO_MKDOCS_2_WARNING only silences Material's banner about MkDocs 2.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
 soak: $(STAMP)
 	$(BIN)/pytest -m slow -s -p no:cacheprovider -p no:logging tests/integration/test_soak.py
 
@@ -95,4 +103,4 @@ test-floor: $(GEN_STAMP)
 	  --ignore=tests/extras tests
 
 clean:
-	rm -rf $(VENV) $(GEN_VENV) .venv-floor $(WHEEL_VENV) build dist .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(GEN_VENV) .venv-floor $(WHEEL_VENV) build dist site .mypy_cache .pytest_cache .ruff_cache

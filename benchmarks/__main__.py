@@ -2,6 +2,10 @@
 
 import sys
 
+from benchmarks.render_docs import after_run
 from benchmarks.run import main
 
-sys.exit(main())
+status = main()
+if status == 0:
+    after_run(sys.argv[1:])
+sys.exit(status)

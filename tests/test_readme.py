@@ -35,6 +35,10 @@ LANGUAGES = {"python", "sh", "text", "json"}
 
 _FENCE = re.compile(r"^```([\w-]*)[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 _PRINTS = re.compile(r"It prints:\s*$")
+# grpc core's log line when a server stops while the client's transport is still
+# closing: a race of the machine's load, not of the block (whose channels are
+# closed: test_python_block_closes_its_channels).
+_GOAWAY = re.compile(r"chttp2_transport\.cc:\d+\] .*Got goaway")
 
 # Runs one block in a fresh namespace, then checks that no sync server's serving
 # thread and no event loop thread is left behind.
@@ -164,7 +168,8 @@ def test_python_block_runs(block: Block) -> None:
     )
     if block.output is not None:
         assert result.stdout == block.output.body, f"{block.where} prints something else than it shows"
-        assert result.stderr == "", f"{block.where} wrote to stderr:\n{result.stderr}"
+        stderr = [line for line in result.stderr.splitlines() if not _GOAWAY.search(line)]
+        assert stderr == [], f"{block.where} wrote to stderr:\n{result.stderr}"
 
 
 @pytest.mark.parametrize("block", PYTHON, ids=_ids(PYTHON))

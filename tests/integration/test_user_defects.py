@@ -10,18 +10,13 @@ servers run on loopback and its clients run against them, end to end.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import base64
 import hashlib
 import importlib
 import inspect
 import io
-import itertools
-import os
 import re
-import shlex
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -207,103 +202,8 @@ def test_user_service_trailer_round_trips() -> None:
 
 # -- 25: the README's own examples, and the LICENSE --------------------------------------------------
 
-README = ROOT / "README.md"
-_FENCED = re.compile(r"^```(\w*)[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
-
-
-def _fenced() -> list[tuple[str, str]]:
-    """``(language, body)`` of every fenced block of the README, in order."""
-    return [(m.group(1), m.group(2)) for m in _FENCED.finditer(README.read_text(encoding="utf-8"))]
-
-
-def _quick_start() -> tuple[str, str]:
-    """The Quick start's code and the output it says it prints."""
-    blocks = _fenced()
-    index = next(i for i, (lang, body) in enumerate(blocks) if lang == "python" and "grant_rpc" in body)
-    assert blocks[index + 1][0] == "text", "the Quick start is followed by what it prints"
-    return blocks[index][1], blocks[index + 1][1]
-
-
-def _python_blocks() -> list[str]:
-    return [body for lang, body in _fenced() if lang == "python"]
-
-
-def test_readme_channels_are_closed() -> None:
-    # Each channel a README block opens is a with-block's context, or is assigned and closed.
-    for body in _python_blocks():
-        tree = ast.parse(body)
-        managed = {
-            id(item.context_expr)
-            for node in ast.walk(tree) if isinstance(node, (ast.With, ast.AsyncWith))
-            for item in node.items
-        }
-        closed = {
-            node.func.value.id
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "close" and isinstance(node.func.value, ast.Name)
-        }
-        assigned = {
-            id(node.value): {t.id for t in node.targets if isinstance(t, ast.Name)}
-            for node in ast.walk(tree) if isinstance(node, ast.Assign)
-        }
-        for node in ast.walk(tree):
-            opens = (
-                isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr == "insecure_channel"
-            )
-            if opens and id(node) not in managed:
-                assert assigned.get(id(node), set()) & closed, f"a channel is never closed:\n{body}"
-
-
-def test_readme_quick_start_prints_what_it_says_and_nothing_else() -> None:
-    code, printed = _quick_start()
-    for _ in range(3):  # grpc's GOAWAY line on an unclosed channel shows up in most runs, not all
-        result = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=ROOT
-        )
-        assert result.returncode == 0, result.stderr
-        assert result.stdout == printed
-        assert "goaway" not in result.stderr.lower(), result.stderr
-        assert result.stderr == ""
-
-
-def test_readme_shows_the_trailer_value_and_it_decodes() -> None:
-    code, printed = _quick_start()
-    assert "dict(err.trailing_metadata())[gt.STATUS_DETAILS_KEY]" in code
-    value = next(line for line in printed.splitlines() if line.startswith("trailer: ")).split(": ", 1)[1]
-    out = io.StringIO()
-    assert cli_main(["decode", value], stdout=out, stderr=io.StringIO()) == 0
-    assert "UserNotProvisionable" in out.getvalue()
-
-
-def _decode_examples() -> list[tuple[str, str]]:
-    """``(command, output)`` for each ```sh block running ``decode`` followed by its output block."""
-    blocks = _fenced()
-    pairs = []
-    for (lang, body), (next_lang, next_body) in itertools.pairwise(blocks):
-        if lang == "sh" and "python -m grpc_terminal decode" in body:
-            assert next_lang in ("text", "json"), f"no output shown after:\n{body}"
-            pairs.append((body.strip(), next_body))
-    return pairs
-
-
-def test_readme_decode_examples_are_complete_commands_with_their_real_output() -> None:
-    pairs = _decode_examples()
-    assert len(pairs) >= 3
-    modes = set()
-    for command, shown in pairs:
-        assert "\n" not in command and "..." not in command, command
-        modes.add("--json" if "--json" in command else "--problem" if "--problem" in command else "text")
-        python = shlex.quote(sys.executable)
-        runnable = command.replace("python -m grpc_terminal", f"{python} -m grpc_terminal")
-        result = subprocess.run(
-            ["bash", "-c", runnable], capture_output=True, text=True, timeout=60, cwd=ROOT,
-            env={**os.environ, "PYTHONIOENCODING": "utf-8"},
-        )
-        assert (result.returncode, result.stderr) == (0, ""), command
-        assert result.stdout == shown, f"README output differs for: {command}"
-    assert modes == {"text", "--json", "--problem"}
+# The README's and the site's examples run, print what they say and close their channels:
+# tests/test_readme.py.
 
 
 def test_license_is_the_apache_2_0_text() -> None:
