@@ -61,7 +61,7 @@ class _TypedChannel(grpc.Channel):
 
     It wraps the multicallables themselves rather than going through
     ``grpc.intercept_channel``: grpc's interceptor machinery costs more per
-    call than the conversion does (see the README's benchmarks).
+    call than the conversion does (see the Benchmarks page of the documentation).
 
     Args:
         channel: the sync channel wrapped.
@@ -263,7 +263,7 @@ def aio_intercept_channel(channel: grpc.aio.Channel) -> grpc.aio.Channel:
     The same calls and errors as a channel built with
     :func:`aio_interceptors`, at the cost of no interceptor at all: it wraps
     the multicallables instead of going through grpc's interceptor chain
-    (see the README's benchmarks). Use :func:`aio_interceptors` when the
+    (see the Benchmarks page of the documentation). Use :func:`aio_interceptors` when the
     channel needs other interceptors too, or for ``retry=``.
 
     Args:

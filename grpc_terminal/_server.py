@@ -46,7 +46,7 @@ _POOL_ARG = """        thread_pool: the executor whose threads drive sync stream
 """
 
 _RULES = """
-    What is sent (the full rules are under Guarantees in the README):
+    What is sent (the full rules: Design, Guarantees, in the documentation):
 
     * a raised :class:`StatusError` as it is; a mapped exception (``errors``)
       as its mapping gives; anything else as ``UNKNOWN`` with a generic
