@@ -230,6 +230,11 @@ def _received_bare(status: StatusError) -> bool:
     return received and not any(key == STATUS_DETAILS_KEY for key, _ in _trailers(status))
 
 
+def _message_of(status: StatusError) -> str:
+    """The status message, or ``""`` when code replaced it with something that is not text."""
+    return status.message if isinstance(status.message, str) else ""
+
+
 def _client_fault(status: StatusError, code: grpc.StatusCode) -> str | None:
     """Rule 3's name for a client-side message-size or (de)serializer fault, else None."""
     if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
@@ -238,8 +243,7 @@ def _client_fault(status: StatusError, code: grpc.StatusCode) -> str | None:
         pattern, rule = _CLIENT_SERIALIZATION, "client_serialization"
     else:
         return None
-    message = status.message if isinstance(status.message, str) else ""
-    if pattern.search(message) is None or not _received_bare(status):
+    if pattern.search(_message_of(status)) is None or not _received_bare(status):
         return None
     return rule
 
@@ -274,7 +278,7 @@ def classify(
     if (
         code is grpc.StatusCode.RESOURCE_EXHAUSTED
         and status._received  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
-        and _CLIENT_METADATA_LIMIT.search(status.message) is not None
+        and _CLIENT_METADATA_LIMIT.search(_message_of(status)) is not None
     ):
         return Verdict(False, "client_metadata_limit", code, None)
     client_fault = _client_fault(status, code)

@@ -476,3 +476,16 @@ def test_not_an_exception_message(thing: object, message: str) -> None:
     with pytest.raises(TypeError) as again:
         gt.classify(thing)  # type: ignore[arg-type]
     assert str(again.value) == message
+
+
+# -- a message replaced after decoding ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "code", [grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INTERNAL], ids=["exhausted", "internal"]
+)
+def test_a_message_that_is_no_longer_text_is_classified_by_code(code: grpc.StatusCode) -> None:
+    """Code that replaces a decoded error's message with bytes gets a verdict, not a TypeError."""
+    err = gt.from_rpc_error(Received(code, "Received message larger than max (9 vs. 4)"))
+    err.message = b"Received message larger than max"  # type: ignore[assignment]
+    assert gt.classify(err) == gt.Verdict(code in gt.RETRYABLE_CODES, "code", code, None)
