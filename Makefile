@@ -42,7 +42,7 @@ test-wheel: $(GEN_STAMP)
 	$(WHEEL_VENV)/bin/pip wheel -q --no-deps -w dist .
 	$(WHEEL_VENV)/bin/pip install -q "$$(ls dist/grpc_terminal-*.whl)[dev,tenacity,api-core,temporal]"
 	mkdir -p $(WHEEL_RUN)
-	cp -r tests examples benchmarks fuzz proto docs mkdocs.yml README.md LICENSE pyproject.toml $(WHEEL_RUN)/
+	cp -r tests examples benchmarks fuzz proto docs mkdocs.yml Makefile README.md LICENSE pyproject.toml $(WHEEL_RUN)/
 	cd $(WHEEL_RUN) && GT_NO_SKIP=1 GT_EXPECT_INSTALLED=1 ../../$(WHEEL_VENV)/bin/python -m pytest \
 	  -p no:cacheprovider --ignore=tests/interop -m "not slow" tests
 

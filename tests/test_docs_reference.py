@@ -13,8 +13,11 @@ import re
 from pathlib import Path
 from types import ModuleType
 
+import grpc_terminal
+
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "grpc_terminal"
+# The package as imported (the installed wheel under make test-wheel), read as source.
+PACKAGE = Path(grpc_terminal.__file__).resolve().parent
 REFERENCE = ROOT / "docs" / "reference"
 ADAPTERS = ("tenacity", "api_core", "temporal", "testing")
 
