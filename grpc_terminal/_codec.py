@@ -613,7 +613,7 @@ def salvage_status(raw: bytes) -> status_pb2.Status:
     while pos < len(raw):
         tag, pos = _varint(raw, pos)
         field, wire = tag >> 3, tag & 7
-        value: int | bytes = 0
+        value: int | bytes | None = None  # a fixed-width field is skipped, never read
         if wire == 0:
             value, pos = _varint(raw, pos)
         elif wire == 2:
