@@ -20,7 +20,8 @@ from google.rpc import status_pb2
 
 import grpc_terminal as gt
 from benchmarks._stats import summarize
-from grpc_terminal._codec import decode, encode
+from grpc_terminal._decode import decode
+from grpc_terminal._encode import encode
 
 __all__ = ["run_codec"]
 

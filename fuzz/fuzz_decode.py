@@ -22,7 +22,8 @@ import grpc
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import grpc_terminal as gt
-from grpc_terminal._codec import STATUS_DETAILS_KEY, decode
+from grpc_terminal._decode import decode
+from grpc_terminal._trailers import STATUS_DETAILS_KEY
 
 _CODES = list(grpc.StatusCode)
 

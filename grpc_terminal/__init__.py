@@ -19,14 +19,8 @@ from grpc_terminal._classify import (
     retry_delay,
 )
 from grpc_terminal._client import aio_intercept_channel, aio_interceptors, intercept_channel
-from grpc_terminal._codec import (
-    DEFAULT_DOMAIN,
-    PUSHBACK_KEY,
-    SHRINK_ORDER,
-    STATUS_DETAILS_KEY,
-    TRAILER_BUDGET,
-    from_rpc_error,
-)
+from grpc_terminal._decode import from_rpc_error
+from grpc_terminal._encode import DEFAULT_DOMAIN, SHRINK_ORDER
 from grpc_terminal._errors import (
     Aborted,
     AlreadyExists,
@@ -68,6 +62,7 @@ from grpc_terminal._retry import RetryBudget, RetryHistory, RetryPolicy, StopRea
 from grpc_terminal._server import AioServerInterceptor, AsyncServerInterceptor, ServerInterceptor
 from grpc_terminal._service_config import service_config
 from grpc_terminal._status import to_status
+from grpc_terminal._trailers import PUSHBACK_KEY, STATUS_DETAILS_KEY, TRAILER_BUDGET
 from grpc_terminal._version import __version__
 
 __all__ = [

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, SupportsIndex, cast
 import grpc
 import grpc.aio
 
-from grpc_terminal._codec import from_rpc_error
+from grpc_terminal._decode import from_rpc_error
 from grpc_terminal._errors import StatusError
 from grpc_terminal._surface import EndedCall
 

@@ -59,11 +59,12 @@ from typing import cast
 
 import grpc
 
-from grpc_terminal._codec import PUSHBACK_KEY, STATUS_DETAILS_KEY, from_rpc_error, read_metadata
+from grpc_terminal._decode import from_rpc_error
 from grpc_terminal._details import MAX_SERVER_DELAY
-from grpc_terminal._errors import StatusError
+from grpc_terminal._errors import StatusError, is_received
 from grpc_terminal._history import Verdict
 from grpc_terminal._reason import ProvisionFailureDetail
+from grpc_terminal._trailers import PUSHBACK_KEY, STATUS_DETAILS_KEY, read_metadata
 
 __all__ = [
     "MAX_SERVER_DELAY",
@@ -226,7 +227,7 @@ def _delay_s(pushback: int) -> float:
 
 def _received_bare(status: StatusError) -> bool:
     """True for a status grpc produced on this side: received, with no rich status from a peer."""
-    received = status._received  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
+    received = is_received(status)
     return received and not any(key == STATUS_DETAILS_KEY for key, _ in _trailers(status))
 
 
@@ -277,7 +278,7 @@ def classify(
         return Verdict(False, "negative_pushback", code, None)
     if (
         code is grpc.StatusCode.RESOURCE_EXHAUSTED
-        and status._received  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
+        and is_received(status)
         and _CLIENT_METADATA_LIMIT.search(_message_of(status)) is not None
     ):
         return Verdict(False, "client_metadata_limit", code, None)

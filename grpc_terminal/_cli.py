@@ -36,9 +36,10 @@ from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
 from grpc_terminal._classify import classify, is_terminal
-from grpc_terminal._codec import STATUS_DETAILS_KEY, decode, salvage_status
+from grpc_terminal._decode import decode, salvage_status
 from grpc_terminal._problem import exit_code, problem
 from grpc_terminal._reason import reason_name
+from grpc_terminal._trailers import STATUS_DETAILS_KEY
 
 __all__ = ["BadInput", "main", "parse_status", "read_value"]
 

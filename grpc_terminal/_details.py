@@ -17,10 +17,7 @@ from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2 as ed
 
-from grpc_terminal._reason import ProvisionFailureDetail
-
 __all__ = [
-    "DETAIL_SLOTS",
     "MAX_SERVER_DELAY",
     "Pairs",
     "camel_key",
@@ -35,22 +32,6 @@ __all__ = [
     "bad_request",
     "validate_error_reason",
 ]
-
-# Full protobuf name -> attribute of StatusError holding the decoded message.
-# Order is the order details are written to the wire.
-DETAIL_SLOTS: dict[str, tuple[str, type[Message]]] = {
-    ProvisionFailureDetail.DESCRIPTOR.full_name: ("_failure_detail", ProvisionFailureDetail),
-    ed.ErrorInfo.DESCRIPTOR.full_name: ("error_info", ed.ErrorInfo),
-    ed.RetryInfo.DESCRIPTOR.full_name: ("_retry_info", ed.RetryInfo),
-    ed.RequestInfo.DESCRIPTOR.full_name: ("request_info", ed.RequestInfo),
-    ed.BadRequest.DESCRIPTOR.full_name: ("bad_request", ed.BadRequest),
-    ed.PreconditionFailure.DESCRIPTOR.full_name: ("precondition_failure", ed.PreconditionFailure),
-    ed.QuotaFailure.DESCRIPTOR.full_name: ("quota_failure", ed.QuotaFailure),
-    ed.ResourceInfo.DESCRIPTOR.full_name: ("resource_info", ed.ResourceInfo),
-    ed.Help.DESCRIPTOR.full_name: ("help", ed.Help),
-    ed.LocalizedMessage.DESCRIPTOR.full_name: ("localized_message", ed.LocalizedMessage),
-    ed.DebugInfo.DESCRIPTOR.full_name: ("debug_info", ed.DebugInfo),
-}
 
 Pairs: TypeAlias = Mapping[str, str] | Iterable[tuple[str, str]]
 

@@ -70,6 +70,7 @@ from grpc_terminal._surface import CallSurface
 __all__ = [
     "Aborted",
     "AlreadyExists",
+    "DETAIL_SLOTS",
     "Cancelled",
     "DataLoss",
     "DeadlineExceeded",
@@ -92,7 +93,10 @@ __all__ = [
     "Unknown",
     "UserNotProvisionable",
     "ValidationFailure",
+    "attach",
     "class_for",
+    "decoded",
+    "is_received",
     "terminal_error",
 ]
 
@@ -121,6 +125,26 @@ class StatusOptions(TypedDict, total=False):
 #: Written by the class definitions below (``code=`` and ``reason=`` class keywords).
 _CLASS_FOR_CODE: dict[grpc.StatusCode, type[StatusError]] = {}
 _CLASS_FOR_REASON: dict[Reason, type[TerminalError]] = {}
+
+
+#: Full protobuf name -> the :class:`StatusError` attribute that holds that detail
+#: decoded, and its message class. The order is the order details are written.
+DETAIL_SLOTS: dict[str, tuple[str, type[Message]]] = {
+    ProvisionFailureDetail.DESCRIPTOR.full_name: ("failure_detail", ProvisionFailureDetail),
+    ed.ErrorInfo.DESCRIPTOR.full_name: ("error_info", ed.ErrorInfo),
+    ed.RetryInfo.DESCRIPTOR.full_name: ("retry_info", ed.RetryInfo),
+    ed.RequestInfo.DESCRIPTOR.full_name: ("request_info", ed.RequestInfo),
+    ed.BadRequest.DESCRIPTOR.full_name: ("bad_request", ed.BadRequest),
+    ed.PreconditionFailure.DESCRIPTOR.full_name: ("precondition_failure", ed.PreconditionFailure),
+    ed.QuotaFailure.DESCRIPTOR.full_name: ("quota_failure", ed.QuotaFailure),
+    ed.ResourceInfo.DESCRIPTOR.full_name: ("resource_info", ed.ResourceInfo),
+    ed.Help.DESCRIPTOR.full_name: ("help", ed.Help),
+    ed.LocalizedMessage.DESCRIPTOR.full_name: ("localized_message", ed.LocalizedMessage),
+    ed.DebugInfo.DESCRIPTOR.full_name: ("debug_info", ed.DebugInfo),
+}
+
+#: Slots read through a read-only property and stored under another name.
+_STORED_AS = {"failure_detail": "_failure_detail"}
 
 
 def _restore(cls: type[StatusError], args: tuple[Any, ...], state: dict[str, Any]) -> StatusError:
@@ -153,7 +177,7 @@ class StatusError(CallSurface):
 
     _failure_detail: ProvisionFailureDetail | None = None
     error_info: ed.ErrorInfo | None = None
-    _retry_info: ed.RetryInfo | None = None
+    retry_info: ed.RetryInfo | None = None
     request_info: ed.RequestInfo | None = None
     bad_request: ed.BadRequest | None = None
     precondition_failure: ed.PreconditionFailure | None = None
@@ -247,7 +271,7 @@ class StatusError(CallSurface):
             metadata=_details.error_metadata(metadata or {}),
         )
         if retry_delay is not None:
-            self._retry_info = ed.RetryInfo(
+            self.retry_info = ed.RetryInfo(
                 retry_delay=_details.duration_from_delay(retry_delay)
             )
         if field_violations is not None:
@@ -263,7 +287,7 @@ class StatusError(CallSurface):
         if localized_message is not None:
             self.localized_message = _details.localized(localized_message)
         for extra in extra_details:
-            self._attach(extra)
+            attach(self, extra)
         self._trailing_metadata: Metadata = tuple(
             (str(k), v) for k, v in trailing_metadata
         )
@@ -272,55 +296,6 @@ class StatusError(CallSurface):
 
     def _default_error_reason(self) -> str:
         return self._code.name
-
-    def _attach(self, message: Message, unpacked: Message | None = None) -> None:
-        """Put a detail in its slot; unknown types (and repeats) go to extra_details.
-
-        ``unpacked`` is ``message`` (an ``Any``) already unpacked by the caller.
-        """
-        if not isinstance(message, Message):
-            raise TypeError(f"extra_details must be protobuf messages, got {type(message).__name__}")
-        if isinstance(message, any_pb2.Any):
-            slot = _details.DETAIL_SLOTS.get(message.TypeName())
-            if slot is not None and getattr(self, slot[0]) is None:
-                if unpacked is None:
-                    unpacked = slot[1]()
-                    if not message.Unpack(unpacked):
-                        unpacked = None
-                if unpacked is not None:
-                    setattr(self, slot[0], unpacked)
-                    return
-            self.extra_details.append(message)
-            return
-        slot = _details.DETAIL_SLOTS.get(message.DESCRIPTOR.full_name)
-        if slot is not None and getattr(self, slot[0]) is None:
-            setattr(self, slot[0], message)
-            return
-        self.extra_details.append(_details.pack(message))
-
-    @classmethod
-    def _decoded(
-        cls,
-        code: grpc.StatusCode,
-        message: str,
-        details: Iterable[tuple[any_pb2.Any, Message | None]],
-        trailing_metadata: Metadata,
-    ) -> StatusError:
-        """Build an instance from a received status without validating it.
-
-        ``details`` are ``(packed, unpacked)`` pairs, ``unpacked`` None for
-        types this version does not know.
-        """
-        obj = cls.__new__(cls)
-        BaseException.__init__(obj, message)
-        obj.message = message
-        obj._code = code
-        obj._received = True
-        obj.extra_details = []
-        for packed, unpacked in details:
-            obj._attach(packed, unpacked)
-        obj._trailing_metadata = trailing_metadata
-        return obj
 
     # -- the grpc.Call surface ------------------------------------------------
 
@@ -350,9 +325,9 @@ class StatusError(CallSurface):
         :func:`grpc_terminal.retry_delay` also reads ``grpc-retry-pushback-ms``:
         use it for the wait the server suggested by either route.
         """
-        if self._retry_info is None or not self._retry_info.HasField("retry_delay"):
+        if self.retry_info is None or not self.retry_info.HasField("retry_delay"):
             return None
-        return _details.delay_from_duration(self._retry_info.retry_delay)
+        return _details.delay_from_duration(self.retry_info.retry_delay)
 
     @property
     def request_id(self) -> str | None:
@@ -384,6 +359,68 @@ class StatusError(CallSurface):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+def is_received(err: StatusError) -> bool:
+    """True when ``err`` was decoded from a status received from a peer (not raised here)."""
+    return bool(getattr(err, "_received", False))
+
+
+def decoded(
+    cls: type[StatusError],
+    code: grpc.StatusCode,
+    message: str,
+    details: Iterable[tuple[any_pb2.Any, Message | None]],
+    trailing_metadata: Metadata,
+) -> StatusError:
+    """An instance of ``cls`` built from a received status, without validating it.
+
+    Args:
+        cls: the class :func:`class_for` chose for ``code`` (and the reason).
+        code: the call's status code.
+        message: the call's status message.
+        details: ``(packed, unpacked)`` pairs, ``unpacked`` None for types this
+            version does not know (kept packed in ``extra_details``).
+        trailing_metadata: the trailers the call ended with.
+    """
+    obj = cls.__new__(cls)
+    BaseException.__init__(obj, message)
+    obj.message = message
+    obj.extra_details = []
+    # What __init__ sets, for a status received rather than raised here.
+    vars(obj).update(_code=code, _received=True, _trailing_metadata=trailing_metadata)
+    for packed, unpacked in details:
+        attach(obj, packed, unpacked)
+    return obj
+
+
+def attach(err: StatusError, message: Message, unpacked: Message | None = None) -> None:
+    """Put a detail in ``err``'s slot for it; unknown types (and repeats) go to ``extra_details``.
+
+    Args:
+        err: the error the detail belongs to.
+        message: a detail message, or an ``Any`` packing one.
+        unpacked: ``message`` (an ``Any``) already unpacked by the caller, if it was.
+    """
+    if not isinstance(message, Message):
+        raise TypeError(f"extra_details must be protobuf messages, got {type(message).__name__}")
+    if isinstance(message, any_pb2.Any):
+        slot = DETAIL_SLOTS.get(message.TypeName())
+        if slot is not None and getattr(err, slot[0]) is None:
+            if unpacked is None:
+                unpacked = slot[1]()
+                if not message.Unpack(unpacked):
+                    unpacked = None
+            if unpacked is not None:
+                setattr(err, _STORED_AS.get(slot[0], slot[0]), unpacked)
+                return
+        err.extra_details.append(message)
+        return
+    slot = DETAIL_SLOTS.get(message.DESCRIPTOR.full_name)
+    if slot is not None and getattr(err, slot[0]) is None:
+        setattr(err, _STORED_AS.get(slot[0], slot[0]), message)
+        return
+    err.extra_details.append(_details.pack(message))
 
 
 class Cancelled(StatusError, code=grpc.StatusCode.CANCELLED):

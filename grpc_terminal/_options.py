@@ -15,8 +15,9 @@ from typing import Never, TypeAlias
 
 import grpc
 
-from grpc_terminal._codec import DEFAULT_DOMAIN, MIN_BUDGET, TRAILER_BUDGET
+from grpc_terminal._encode import DEFAULT_DOMAIN
 from grpc_terminal._errors import StatusError, TerminalError
+from grpc_terminal._trailers import MIN_BUDGET, TRAILER_BUDGET
 
 __all__ = ["ErrorEvent", "ErrorFactory", "ErrorMapping", "ServerOptions"]
 

@@ -44,7 +44,7 @@ import grpc
 import grpc.aio
 
 from grpc_terminal._classify import RETRYABLE_CODES, classify, is_retryable
-from grpc_terminal._codec import from_rpc_error
+from grpc_terminal._decode import from_rpc_error
 from grpc_terminal._errors import StatusError
 from grpc_terminal._history import NOTE_PREFIX, Attempt, RetryHistory, StopReason, Verdict
 

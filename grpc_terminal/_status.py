@@ -6,7 +6,7 @@ import functools
 
 import grpc
 
-from grpc_terminal._codec import status_from_encoded
+from grpc_terminal._encode import status_from_encoded
 from grpc_terminal._options import ServerOptions
 from grpc_terminal._translate import Translator
 

@@ -19,22 +19,19 @@ import grpc
 from google.rpc import error_details_pb2 as ed
 
 from grpc_terminal._classify import classify
-from grpc_terminal._codec import (
+from grpc_terminal._decode import decode, from_rpc_error, parse_status
+from grpc_terminal._encode import TRUNCATION_MARK, encode
+from grpc_terminal._errors import Metadata, NotFound, StatusError, Unknown, class_for, decoded, is_received
+from grpc_terminal._options import ErrorEvent, ServerOptions
+from grpc_terminal._reason import reason_name
+from grpc_terminal._trailers import (
     PUSHBACK_KEY,
     STATUS_DETAILS_KEY,
-    TRUNCATION_MARK,
     Encoded,
-    _parse_status,  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
-    decode,
-    encode,
-    from_rpc_error,
     read_metadata,
     trailer_size,
     valid_metadata,
 )
-from grpc_terminal._errors import Metadata, NotFound, StatusError, Unknown, class_for
-from grpc_terminal._options import ErrorEvent, ServerOptions
-from grpc_terminal._reason import reason_name
 
 __all__ = ["HandlerStatus", "Translator"]
 
@@ -273,7 +270,7 @@ class Translator:
 
     def _relayed(self, exc: grpc.RpcError, method: str) -> StatusError:
         """What to send for a failure received from a downstream call (see the class docstring)."""
-        if isinstance(exc, StatusError) and not getattr(exc, "_received", False):
+        if isinstance(exc, StatusError) and not is_received(exc):
             return exc  # raised by this process: sent as it is
         typed = from_rpc_error(exc)
         code = typed.code()
@@ -296,7 +293,7 @@ class Translator:
     def _peer_status(typed: StatusError) -> bool:
         try:
             trailers = read_metadata(typed.trailing_metadata())
-            return _parse_status(typed.code(), trailers) is not None
+            return parse_status(typed.code(), trailers) is not None
         except Exception:
             return False
 
@@ -509,7 +506,7 @@ class Translator:
     ) -> tuple[str, Metadata, bool]:
         original = trailer_size(code, details, tuple(kept))
         app = [(k, v) for k, v in kept if k not in (STATUS_DETAILS_KEY, PUSHBACK_KEY)]
-        if _parse_status(code, tuple(kept)) is not None:
+        if parse_status(code, tuple(kept)) is not None:
             # A rich status the handler built (abort_with_status): fit it as ours are fitted.
             encoded = encode(
                 decode(code, details, tuple(kept)), domain=self.domain, debug=self.debug,
@@ -575,7 +572,7 @@ class Translator:
         try:
             real = decode(effective, details, metadata)
         except Exception:  # decode never raises; belt and braces for the report
-            real = class_for(effective)._decoded(effective, details, (), ())  # pyright: ignore[reportPrivateUsage]  # TODO(arch)
+            real = decoded(class_for(effective), effective, details, (), ())
         if self.mask_permission_denied and effective is _PERMISSION_DENIED:
             encoded = encode(self._masked(real), domain=self.domain, debug=False, budget=self.budget)
             result = HandlerStatus(encoded.code, encoded.message, encoded.trailing_metadata, True, True)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 import grpc
 
 from grpc_terminal._classify import RETRYABLE_CODES, find_status
-from grpc_terminal._codec import STATUS_DETAILS_KEY, decode, from_rpc_error
+from grpc_terminal._decode import decode, from_rpc_error
 from grpc_terminal._errors import StatusError
 from grpc_terminal._reason import ProvisionFailureDetail
 from grpc_terminal._retry import (
@@ -37,6 +37,7 @@ from grpc_terminal._retry import (
     safe_classify,
     server_delay_too_long,
 )
+from grpc_terminal._trailers import STATUS_DETAILS_KEY
 
 if TYPE_CHECKING:
     from google.protobuf import any_pb2

@@ -16,7 +16,8 @@ from google.rpc import status_pb2
 
 import grpc_terminal as gt
 from grpc_terminal._cli import main
-from grpc_terminal._codec import STATUS_DETAILS_KEY, encode
+from grpc_terminal._encode import encode
+from grpc_terminal._trailers import STATUS_DETAILS_KEY
 from grpc_terminal.testing import loopback_server
 
 

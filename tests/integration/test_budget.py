@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import grpc_terminal as gt
-from grpc_terminal._codec import TRUNCATED_KEY, TRUNCATION_MARK, encode
-from grpc_terminal._details import DETAIL_SLOTS
+from grpc_terminal._encode import TRUNCATED_KEY, TRUNCATION_MARK, encode
+from grpc_terminal._errors import DETAIL_SLOTS
 
 from fakes import Received
 from harness import KINDS, SERVICE, Msg, Pair, Scenario, SyncServer, register

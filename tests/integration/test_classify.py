@@ -11,9 +11,10 @@ from google.rpc import error_details_pb2 as ed
 from google.rpc import status_pb2
 
 import grpc_terminal as gt
-from grpc_terminal._codec import PUSHBACK_KEY, STATUS_DETAILS_KEY, decode
+from grpc_terminal._decode import decode
 from grpc_terminal._reason import ProvisionFailureDetail
 from grpc_terminal._retry import RetryPolicy
+from grpc_terminal._trailers import PUSHBACK_KEY, STATUS_DETAILS_KEY
 
 from harness import LoopThread, Pair, Scenario
 

@@ -34,18 +34,12 @@ from hypothesis import strategies as st
 
 import grpc_terminal as gt
 from grpc_terminal._classify import MAX_SERVER_DELAY, _walk, find_status
-from grpc_terminal._codec import (
-    MIN_BUDGET,
-    PUSHBACK_KEY,
-    STATUS_DETAILS_KEY,
-    TRAILER_BUDGET,
-    decode,
-    encode,
-    trailer_size,
-)
+from grpc_terminal._decode import decode
+from grpc_terminal._encode import encode
 from grpc_terminal._errors import StatusOptions, class_for
 from grpc_terminal._problem import exit_code, problem
 from grpc_terminal._reason import ProvisionFailureDetail, Reason, is_known_reason
+from grpc_terminal._trailers import MIN_BUDGET, PUSHBACK_KEY, STATUS_DETAILS_KEY, TRAILER_BUDGET, trailer_size
 from grpc_terminal.testing import loopback_server
 
 from fakes import Received

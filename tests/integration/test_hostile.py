@@ -22,7 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import grpc_terminal as gt
-from grpc_terminal._codec import decode, encode
+from grpc_terminal._decode import decode
+from grpc_terminal._encode import encode
 
 from harness import LoopThread
 from strategies import status_errors

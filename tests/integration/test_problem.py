@@ -13,7 +13,7 @@ from google.protobuf import wrappers_pb2
 from google.rpc import error_details_pb2 as ed
 
 import grpc_terminal as gt
-from grpc_terminal._codec import encode
+from grpc_terminal._encode import encode
 from grpc_terminal._problem import (
     EXIT_CODES,
     HTTP_STATUS,

@@ -11,7 +11,8 @@ import pytest
 from google.rpc import error_details_pb2 as ed
 
 import grpc_terminal as gt
-from grpc_terminal._codec import decode, encode
+from grpc_terminal._decode import decode
+from grpc_terminal._encode import encode
 
 from harness import KINDS, LoopThread, Pair, Scenario
 

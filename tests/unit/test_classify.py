@@ -18,7 +18,8 @@ import pytest
 
 import grpc_terminal as gt
 from grpc_terminal._classify import MAX_SERVER_DELAY
-from grpc_terminal._codec import PUSHBACK_KEY
+from grpc_terminal._errors import decoded
+from grpc_terminal._trailers import PUSHBACK_KEY
 
 from fakes import Received, Trailers
 
@@ -261,7 +262,7 @@ class _TrailersRaise(gt.Internal):
 
 def test_trailers_that_raise_read_as_none() -> None:
     received = bare(C.INTERNAL, SERIALIZING)
-    err = _TrailersRaise._decoded(C.INTERNAL, SERIALIZING, (), ())  # pyright: ignore[reportPrivateUsage]
+    err = decoded(_TrailersRaise, C.INTERNAL, SERIALIZING, (), ())
     assert type(err) is _TrailersRaise and received.code() is err.code()
     assert verdict(err) == (False, "client_serialization", C.INTERNAL, None)
     assert gt.retry_delay(err) is None

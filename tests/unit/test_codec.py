@@ -23,19 +23,9 @@ from google.rpc import error_details_pb2 as ed
 from google.rpc import status_pb2
 
 import grpc_terminal as gt
-from grpc_terminal._codec import (
-    PUSHBACK_KEY,
-    SHRINK_ORDER,
-    STATUS_DETAILS_KEY,
-    TRUNCATED_KEY,
-    TRUNCATION_MARK,
-    Encoded,
-    _Draft,
-    _drop,
-    _halve,
-    encode,
-    salvage_status,
-)
+from grpc_terminal._decode import salvage_status
+from grpc_terminal._encode import SHRINK_ORDER, TRUNCATED_KEY, TRUNCATION_MARK, _Draft, _drop, _halve, encode
+from grpc_terminal._trailers import PUSHBACK_KEY, STATUS_DETAILS_KEY, Encoded
 
 from fakes import Received
 
@@ -304,7 +294,7 @@ def test_the_irreducible_status_is_sent_over_a_tiny_budget_and_logged(
 
 
 def _draft(err: gt.StatusError) -> _Draft:
-    return _Draft(err, gt.DEFAULT_DOMAIN, False, [], gt.TRAILER_BUDGET)
+    return _Draft.of(err, gt.DEFAULT_DOMAIN, False, [], gt.TRAILER_BUDGET)
 
 
 def test_one_halving_keeps_the_first_half_rounded_down_then_drops_the_detail() -> None:

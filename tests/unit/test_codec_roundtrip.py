@@ -7,8 +7,9 @@ import pickle
 from hypothesis import given, settings
 
 import grpc_terminal as gt
-from grpc_terminal._codec import DEFAULT_DOMAIN, decode, encode
-from grpc_terminal._details import DETAIL_SLOTS
+from grpc_terminal._decode import decode
+from grpc_terminal._encode import DEFAULT_DOMAIN, encode
+from grpc_terminal._errors import DETAIL_SLOTS
 
 from strategies import status_errors
 

@@ -20,7 +20,9 @@ from google.protobuf import any_pb2, wrappers_pb2
 from google.rpc import error_details_pb2 as ed
 
 import grpc_terminal as gt
-from grpc_terminal._codec import TRUNCATED_KEY, TRUNCATION_MARK, Encoded, decode, encode
+from grpc_terminal._decode import decode
+from grpc_terminal._encode import TRUNCATED_KEY, TRUNCATION_MARK, encode
+from grpc_terminal._trailers import Encoded
 
 #: The documented order (README "Shrink order"): a change here is a change of contract.
 DOCUMENTED = (
@@ -91,8 +93,8 @@ def _add_extra(case: Case, big: bool) -> None:
 
 
 def _add_unknown(case: Case, big: bool) -> None:
-    assert case.err._failure_detail is not None
-    case.err._failure_detail.MergeFromString(_unknown_field(BIG if big else 10))
+    assert case.err.failure_detail is not None
+    case.err.failure_detail.MergeFromString(_unknown_field(BIG if big else 10))
 
 
 def _add_help(case: Case, big: bool) -> None:
@@ -150,10 +152,10 @@ def _add_app_metadata(case: Case, big: bool) -> None:
 
 
 def _add_text(case: Case, big: bool) -> None:
-    assert case.err._failure_detail is not None
+    assert case.err.failure_detail is not None
     text = _text(BIG if big else 17, "m")
     case.err.message = text
-    case.err._failure_detail.detail = text
+    case.err.failure_detail.detail = text
 
 
 def _add_domain(case: Case, big: bool) -> None:

@@ -11,7 +11,8 @@ from google.protobuf import wrappers_pb2
 from google.rpc import error_details_pb2 as ed
 
 import grpc_terminal as gt
-from grpc_terminal._codec import decode, encode
+from grpc_terminal._decode import decode
+from grpc_terminal._encode import encode
 
 ALL_CLASSES: list[type[gt.StatusError]] = [
     gt.StatusError, gt.Cancelled, gt.Unknown, gt.InvalidArgument, gt.DeadlineExceeded, gt.NotFound,

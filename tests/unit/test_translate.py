@@ -24,7 +24,9 @@ from google.rpc import status_pb2
 
 import grpc_terminal as gt
 from grpc_terminal import ErrorEvent, ServerOptions
-from grpc_terminal._codec import TRUNCATION_MARK, decode, trailer_size
+from grpc_terminal._decode import decode
+from grpc_terminal._encode import TRUNCATION_MARK
+from grpc_terminal._trailers import trailer_size
 from grpc_terminal._translate import HandlerStatus, Translator, _cut, group_leaves
 
 from fakes import Received
@@ -496,7 +498,7 @@ class _Unreadable(gt.Unavailable):
 
 def test_unreadable_trailers_are_no_peer_status(events: Events) -> None:
     received = _Unreadable("dns failed for internal.host")
-    received._received = True  # as decode builds it
+    vars(received)["_received"] = True  # as decode builds it
     err, _ = make(events).resolve(received, METHOD)
     assert (err.code(), err.details()) == (C.UNAVAILABLE, "upstream call failed: UNAVAILABLE")
 
@@ -757,8 +759,11 @@ def test_undescribable_error_is_still_sent_and_reported(events: Events, logs: Lo
         METHOD, C.NOT_FOUND, "NOT_FOUND", None, True, err,
     )
     warnings = [r for r in logs.records if r.levelno == logging.WARNING]
-    assert [r.getMessage() for r in warnings] == [f"cannot describe the NOT_FOUND sent by {METHOD}"]
-    exc_info = warnings[0].exc_info
+    assert [r.getMessage() for r in warnings] == [
+        "grpc_terminal: _NoFailureDetail.failure_detail is unreadable; not sent",  # the encoder's
+        f"cannot describe the NOT_FOUND sent by {METHOD}",
+    ]
+    exc_info = warnings[1].exc_info
     assert exc_info and exc_info[0] is RuntimeError  # the traceback of what broke
     assert lines(logs, logging.INFO) == [f"{METHOD} failed: NOT_FOUND NOT_FOUND"]
 
