@@ -490,3 +490,27 @@ def test_a_message_that_is_no_longer_text_is_classified_by_code(code: grpc.Statu
     err = gt.from_rpc_error(Received(code, "Received message larger than max (9 vs. 4)"))
     err.message = b"Received message larger than max"  # type: ignore[assignment]
     assert gt.classify(err) == gt.Verdict(code in gt.RETRYABLE_CODES, "code", code, None)
+
+
+# -- a RetryInfo without our pushback trailer (a peer that is not a grpc-terminal server) ------
+# Our servers send the pushback trailer beside every RetryInfo, with the same delay; another
+# peer may send only the RetryInfo, or a pushback that disagrees with it.
+
+
+def retry_info_only(exc: gt.StatusError, extra_first: Trailers = ()) -> gt.StatusError:
+    """``exc`` as sent by a server, without its pushback trailer, ``extra_first`` before the rest."""
+    status = gt.to_status(exc)
+    kept = [(k, v) for k, v in status.trailing_metadata if k != PUSHBACK_KEY]
+    return gt.from_rpc_error(Received(status.code, status.details, (*extra_first, *kept)))
+
+
+def test_a_retry_info_alone_gives_its_delay() -> None:
+    err = retry_info_only(gt.Unavailable("later", retry_delay=2))
+    assert verdict(err) == (True, "retry_info", C.UNAVAILABLE, 2.0)
+    assert gt.retry_delay(err) == 2.0
+
+
+def test_a_retry_info_wins_over_an_earlier_different_pushback() -> None:
+    err = retry_info_only(gt.NotFound("later", retry_delay=0.25), ((PUSHBACK_KEY, "900"),))
+    assert verdict(err) == (True, "retry_info", C.NOT_FOUND, 0.25)
+    assert gt.retry_delay(err) == 0.25
