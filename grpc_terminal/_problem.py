@@ -149,11 +149,17 @@ _REASON_TITLES: dict[Reason, str] = {
 
 
 def http_status(code: grpc.StatusCode) -> int:
-    """The HTTP status for a gRPC code (500 for anything unexpected).
+    """The HTTP status for a gRPC code (500 for a code with no mapping, such as ``OK``).
 
     Args:
-        code: the gRPC status code.
+        code: the gRPC status code (for an error, ``err.code()``).
+
+    Raises:
+        TypeError: ``code`` is not a ``grpc.StatusCode`` (an exception, a name).
     """
+    if not isinstance(code, grpc.StatusCode):
+        hint = " (for an error, pass err.code())" if isinstance(code, BaseException) else ""
+        raise TypeError(f"http_status() takes a grpc.StatusCode, got {type(code).__name__}{hint}")
     return HTTP_STATUS.get(code, 500)
 
 

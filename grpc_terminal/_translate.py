@@ -150,6 +150,10 @@ def group_leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseExcep
             yield member
 
 
+#: The code and reason of every unexpected failure, as its log record names them.
+_UNKNOWN_NAME = grpc.StatusCode.UNKNOWN.name
+
+
 def _has_pfd(err: StatusError) -> bool:
     try:
         return err.failure_detail is not None
@@ -357,7 +361,10 @@ class Translator:
             method,
             request_id,
             exc_info=(type(exc), exc, exc.__traceback__),
-            extra={"grpc_method": method, "request_id": request_id},
+            extra={
+                "grpc_method": method, "grpc_code": _UNKNOWN_NAME, "reason": _UNKNOWN_NAME,
+                "request_id": request_id,
+            },
         )
         err = Unknown(f"unexpected server error (request id {request_id})")
         err.request_info = ed.RequestInfo(request_id=request_id)

@@ -266,3 +266,10 @@ def test_exit_code_groups() -> None:
     assert exit_code(gt.terminal_error(42, "newer reason")) == 89
     assert exit_code(ValueError("not grpc")) == 113
     assert exit_code(received(gt.OperationNotPermitted("policy"))) == 84
+
+
+@pytest.mark.parametrize("wrong", [gt.Cancelled("x"), "CANCELLED", 1], ids=["error", "name", "number"])
+def test_http_status_refuses_what_is_not_a_status_code(wrong: object) -> None:
+    with pytest.raises(TypeError, match=r"takes a grpc\.StatusCode"):
+        gt.http_status(wrong)  # type: ignore[arg-type]
+    assert gt.http_status(gt.Cancelled("x").code()) == 499

@@ -545,6 +545,8 @@ def test_unexpected_exception_is_sent_generic_with_a_request_id(events: Events, 
     assert record.getMessage() == f"unexpected error in {METHOD} (request id {rid})"
     assert record.exc_info is not None and record.exc_info[1] is boom
     assert extras(record, "grpc_method", "request_id") == (METHOD, rid)
+    # the fields every failure's log record has (a log metric keyed on them sees this one too)
+    assert extras(record, "grpc_code", "reason") == ("UNKNOWN", "UNKNOWN")
 
 
 def raised(exc: BaseException) -> BaseException:
