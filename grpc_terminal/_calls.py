@@ -9,6 +9,9 @@ channel hands them out as they are; the retrying channel (``_retrying``)
 makes its attempts with them. :class:`Raised` and :class:`LocallyCancelled`
 are the calls that end without an RPC to answer for them. The aio twins live
 in ``_aio_calls``.
+
+Kept whole (a little over the ~400-line guide): the typed error and the sync
+proxy are one surface; the aio proxy is in ``_aio_calls``.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ The trailers always fit :data:`~grpc_terminal._trailers.TRAILER_BUDGET` bytes
 (when the budget is at least ``MIN_BUDGET``): content goes in the fixed order
 of :data:`SHRINK_ORDER`, each step a :class:`ShrinkStep` that owns its name and
 its action. An error too broken to encode is sent as its code and reasons.
+
+Kept whole (over the ~400-line guide): the draft, its shrink steps and the fitting loop
+are one algorithm; split, each part would reach into the others' state.
 """
 
 from __future__ import annotations

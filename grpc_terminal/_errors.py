@@ -39,6 +39,9 @@ of the RPC that failed with it::
 A ``TerminalError`` whose reason this version does not know is a plain
 ``TerminalError`` whose ``reason`` is a ``Reason`` pseudo-member named
 ``REASON_<n>`` (still equal to the number ``n``).
+
+Kept whole (over the ~400-line guide): the tree above is the whole hierarchy,
+and half the lines are the documentation of the options ``help()`` shows.
 """
 
 from __future__ import annotations

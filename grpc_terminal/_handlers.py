@@ -10,6 +10,9 @@ Every way out of a wrapped handler goes through here: a raised exception
 ``abort``/``abort_with_status``/``set_code`` (:meth:`Translator.handler_status`:
 metadata cleaned, trailers fitted into the budget, ``PERMISSION_DENIED``
 masked when asked), and a normal return (trailing metadata cleaned).
+
+Kept whole (a little over the ~400-line guide): the sync and aio wrappers of the
+four RPC kinds share one class so that they differ only at the edge.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@ Pure of I/O apart from logging; the sync and aio interceptors call
 :meth:`Translator.translate` (for what a handler raised) and
 :meth:`Translator.handler_status` (for a status the handler set itself) and
 differ only in how they send the result.
+
+Kept whole (over the ~400-line guide): every way a failure leaves a handler
+(raised, mapped, relayed, grouped, set by the handler) is decided here, in one place.
 """
 
 from __future__ import annotations
