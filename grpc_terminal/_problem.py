@@ -49,7 +49,6 @@ import types
 import urllib.parse
 import uuid
 from collections.abc import Mapping
-from typing import Any
 
 import grpc
 
@@ -203,7 +202,7 @@ def _instance(request_id: str) -> str:
         return f"{TYPE_PREFIX}request:{urllib.parse.quote(request_id, safe='')}"
 
 
-def problem(exc: BaseException) -> dict[str, Any]:
+def problem(exc: BaseException) -> dict[str, object]:
     """``exc`` as an RFC 9457 problem object (a JSON-ready dict).
 
     Serve it with :data:`PROBLEM_CONTENT_TYPE` and the ``status`` member as
@@ -217,7 +216,7 @@ def problem(exc: BaseException) -> dict[str, Any]:
     """
     status = _status(exc)
     code = status.code()
-    out: dict[str, Any] = {
+    out: dict[str, object] = {
         "type": problem_type(status),
         "title": _title(status),
         "status": http_status(code),

@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar, cast, overload
+from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast, overload
 
 import grpc
 import grpc.aio
@@ -235,6 +235,26 @@ def _refuse_pending(fn: Callable[..., object], result: object) -> None:
     )
 
 
+class PolicyChanges(TypedDict, total=False):
+    """The fields :meth:`RetryPolicy.replace` may change (see :class:`RetryPolicy` for each)."""
+
+    max_attempts: int | None
+    initial_backoff: float
+    max_backoff: float
+    multiplier: float
+    jitter: float
+    timeout: float | None
+    retryable: Callable[[BaseException], bool]
+    retryable_codes: frozenset[grpc.StatusCode]
+    budget: RetryBudget | None
+    on_retry: OnRetry | None
+    sleep: Callable[[float], object]
+    async_sleep: Callable[[float], Awaitable[object]]
+    clock: Callable[[], float]
+    random: Callable[[], float]
+    max_server_delay: float
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Exponential backoff with jitter that stops at once on terminal failures.
@@ -338,8 +358,12 @@ class RetryPolicy:
             raise ValueError("max_attempts=None needs a timeout: retrying would never stop")
         object.__setattr__(self, "retryable_codes", frozenset(self.retryable_codes))
 
-    def replace(self, **changes: Any) -> RetryPolicy:
-        """A copy with ``changes`` applied (validated like the original)."""
+    def replace(self, **changes: Unpack[PolicyChanges]) -> RetryPolicy:
+        """A copy with ``changes`` applied (validated like the original).
+
+        Args:
+            changes: any of the policy's fields, by name.
+        """
         return dataclasses.replace(self, **changes)
 
     # -- decisions --------------------------------------------------------------

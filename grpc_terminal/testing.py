@@ -261,7 +261,7 @@ def loopback_server(
     handlers: Handlers,
     *,
     aio: bool = False,
-    interceptor_options: Mapping[str, Any] | None = None,
+    interceptor_options: Mapping[str, object] | None = None,
     retry: RetryPolicy | None = None,
     workers: int = 4,
 ) -> Generator[Loopback, None, None]:
@@ -312,7 +312,7 @@ else:
                 handlers: Handlers,
                 *,
                 aio: bool = False,
-                interceptor_options: Mapping[str, Any] | None = None,
+                interceptor_options: Mapping[str, object] | None = None,
                 retry: RetryPolicy | None = None,
                 workers: int = 4,
                 **options: Any,
