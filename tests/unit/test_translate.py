@@ -1049,3 +1049,20 @@ def test_translate_fits_into_the_configured_budget(events: Events) -> None:
     encoded = make(events, budget=1024).translate(err, METHOD)
     assert encoded.size() <= 1024
     assert decode(encoded.code, encoded.message, encoded.trailing_metadata).localized_message is None
+
+
+# -- the reason reported: the ProvisionFailureDetail's wins over the ErrorInfo's ---------
+
+
+def test_failure_detail_reason_wins_over_the_error_info_reason(events: Events) -> None:
+    # A peer's rich status may carry both; ErrorEvent.reason is documented as the
+    # ProvisionFailureDetail reason first, the ErrorInfo reason only without one.
+    pfd = gt.terminal_error("USER_NOT_PROVISIONABLE", "suspended").failure_detail
+    raw = rich(C.FAILED_PRECONDITION, pfd, ed.ErrorInfo(reason="PEER_SAYS_OTHER", domain="peer"))
+    make(events).handler_status(
+        None, METHOD, C.FAILED_PRECONDITION, "suspended", [(DETAILS, raw)], aborted=True, aio=False
+    )
+    (event,) = events
+    assert (event.code, event.reason, event.terminal) == (
+        C.FAILED_PRECONDITION, "USER_NOT_PROVISIONABLE", True,
+    )
