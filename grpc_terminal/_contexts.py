@@ -28,15 +28,14 @@ def text_of(details: object) -> str:
 class SyncRecorder:
     """A sync handler's context on an aio server (grpcio's ``_SyncServicerContext``).
 
+    That context has setters but no getters: this remembers what the handler
+    set. Its ``abort`` sends at once, so masking and cleaning happen here,
+    before it is called.
+
     Args:
         context: grpcio's sync context for the call.
         translator: the interceptor's translator (masking, cleaning).
         method: the RPC's full method name.
-
-
-    That context has setters but no getters: this remembers what the handler
-    set. Its ``abort`` sends at once, so masking and cleaning happen here,
-    before it is called.
     """
 
     def __init__(self, context: Any, translator: Translator, method: str) -> None:
