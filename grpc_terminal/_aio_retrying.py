@@ -17,7 +17,7 @@ import grpc
 import grpc.aio
 
 from grpc_terminal._aio_calls import AioLocallyCancelled, AioUnaryStreamCall
-from grpc_terminal._retry import RetryPolicy, RetryRun, StopReason, attach_history
+from grpc_terminal._retry import RetryPolicy, RetryRun, StopReason
 from grpc_terminal._retrying import checked_policy
 
 __all__ = ["AioRetryingStream", "aio_retry_interceptors"]
@@ -45,7 +45,7 @@ class _AioRetryUnaryUnary(_AioUU):
             except Exception as err:
                 wait = run.failed(err)
                 if wait is None:
-                    attach_history(err, run.history())
+                    run.end(err)
                     return call
                 # grpc.aio cancels this interceptor's task when the call is
                 # cancelled: the sleep ends with asyncio.CancelledError.
@@ -107,7 +107,7 @@ class AioRetryingStream(AioUnaryStreamCall):
                 wait = self._run.failed(err)
                 if wait is None:
                     self._ended = True
-                    attach_history(err, self._run.history())
+                    self._run.end(err)
                     raise
                 if not await self._backoff(wait):
                     self._ended = True

@@ -8,7 +8,7 @@ exception becomes a status is configured by the same checked value.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Never, TypeAlias
@@ -17,9 +17,10 @@ import grpc
 
 from grpc_terminal._encode import DEFAULT_DOMAIN
 from grpc_terminal._errors import StatusError, TerminalError
+from grpc_terminal._hooks import checked
 from grpc_terminal._trailers import MIN_BUDGET, TRAILER_BUDGET
 
-__all__ = ["ErrorEvent", "ErrorFactory", "ErrorMapping", "ServerOptions"]
+__all__ = ["ErrorEvent", "ErrorFactory", "ErrorMapping", "OnError", "ServerOptions"]
 
 #: What one exception class maps to: a :class:`StatusError` class (called with
 #: the exception's message) or a function taking the exception and returning a
@@ -65,6 +66,10 @@ class ErrorEvent:
     def __post_init__(self) -> None:
         if self.sent_code is None:
             object.__setattr__(self, "sent_code", self.code)
+
+
+#: A server hook: called with the :class:`ErrorEvent` of each failed RPC.
+OnError: TypeAlias = Callable[[ErrorEvent], object]
 
 
 _NO_ERRORS: Mapping[type[BaseException], ErrorFactory] = MappingProxyType({})
@@ -131,13 +136,18 @@ class ServerOptions:
             1024 (default ``TRAILER_BUDGET``, 4096). What does not fit is cut
             in the order of ``SHRINK_ORDER``; a status the handler set itself
             loses application metadata first, then message text.
-        on_error: called with an :class:`ErrorEvent` for every failed RPC
-            (raised, aborted, or a code the handler set); an exception it
-            raises is logged and ignored.
+        on_error: one callable, or a list or tuple of them (called in
+            order), each called with an :class:`ErrorEvent` for every failed
+            RPC (raised, aborted, or a code the handler set), on the RPC's
+            own thread or task, so the RPC's span and context are current.
+            What a hook raises is logged and skipped: it never changes what
+            the caller gets, nor stops the hooks after it. A list is kept as
+            a tuple; an ``async def`` hook is refused.
         logger: the logger to use instead of ``grpc_terminal.server``.
 
     Raises:
-        TypeError: a bad ``errors`` entry, or an ``on_error`` that is not callable.
+        TypeError: a bad ``errors`` entry, or an ``on_error`` that is not a
+            callable or a list or tuple of callables (or is an ``async def``).
         ValueError: an empty or overlong ``domain``, or a ``budget`` that is
             not an int of at least 1024.
     """
@@ -147,7 +157,7 @@ class ServerOptions:
     debug: bool = field(default=False, kw_only=True)
     mask_permission_denied: bool = field(default=False, kw_only=True)
     budget: int = field(default=TRAILER_BUDGET, kw_only=True)
-    on_error: Callable[[ErrorEvent], None] | None = field(default=None, kw_only=True)
+    on_error: OnError | Sequence[OnError] | None = field(default=None, kw_only=True)
     logger: logging.Logger | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
@@ -157,8 +167,7 @@ class ServerOptions:
             raise ValueError(f"domain must be a non-empty str of at most 253 chars, got {domain!r}")
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_BUDGET:
             raise ValueError(f"budget must be an int of at least {MIN_BUDGET} bytes, got {budget!r}")
-        if self.on_error is not None and not callable(self.on_error):
-            raise TypeError(f"on_error must be callable, got {self.on_error!r}")
+        object.__setattr__(self, "on_error", checked(self.on_error, "on_error"))
         object.__setattr__(self, "debug", bool(self.debug))
         object.__setattr__(self, "mask_permission_denied", bool(self.mask_permission_denied))
 

@@ -39,9 +39,9 @@ import math
 import random as _random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypedDict, TypeVar, Unpack, cast, overload
+from typing import Any, ParamSpec, TypeAlias, TypedDict, TypeVar, Unpack, cast, overload
 
 import grpc
 import grpc.aio
@@ -50,6 +50,7 @@ from grpc_terminal._classify import RETRYABLE_CODES, classify, is_retryable
 from grpc_terminal._decode import from_rpc_error
 from grpc_terminal._errors import StatusError
 from grpc_terminal._history import NOTE_PREFIX, Attempt, RetryHistory, StopReason, Verdict
+from grpc_terminal._hooks import checked, notify
 
 __all__ = [
     "Attempt",
@@ -130,7 +131,10 @@ class RetryBudget:
         )
 
 
-OnRetry = Callable[[int, float, Verdict, BaseException], object]
+#: A retry hook: ``(attempt, wait, verdict, error)``, called before each wait.
+OnRetry: TypeAlias = Callable[[int, float, Verdict, BaseException], object]
+#: A give-up hook: ``(history, error)``, called once when retrying stops with an error.
+OnGiveUp: TypeAlias = Callable[[RetryHistory, BaseException], object]
 
 
 def _sleep(seconds: float) -> None:
@@ -247,7 +251,8 @@ class PolicyChanges(TypedDict, total=False):
     retryable: Callable[[BaseException], bool]
     retryable_codes: frozenset[grpc.StatusCode]
     budget: RetryBudget | None
-    on_retry: OnRetry | None
+    on_retry: OnRetry | Sequence[OnRetry] | None
+    on_give_up: OnGiveUp | Sequence[OnGiveUp] | None
     sleep: Callable[[float], object]
     async_sleep: Callable[[float], Awaitable[object]]
     clock: Callable[[], float]
@@ -296,7 +301,17 @@ class RetryPolicy:
     * ``budget``: an optional :class:`RetryBudget` shared by every call made
       with this policy.
     * ``on_retry(attempt, wait, verdict, error)``: called before each wait
-      (for logs and metrics); what it raises is logged and ignored.
+      (for logs, traces and metrics) with the 1-based number of the attempt
+      that failed, the seconds about to be waited, the policy's
+      :class:`Verdict` and the error.
+    * ``on_give_up(history, error)``: called once when retrying stops with
+      an error, whatever the :class:`StopReason` (a terminal failure on the
+      first attempt included), with the :class:`RetryHistory` already
+      attached to the error about to be raised. Not called on success.
+    * Both hooks take one callable or a list or tuple of them (kept as a
+      tuple), called in order on the caller's thread or task; what one
+      raises is logged and skipped, and never changes the call's outcome.
+      An ``async def`` hook is refused (its coroutine would never run).
     * ``sleep``, ``async_sleep``, ``clock``, ``random``: injectable for tests.
       With the default ``time.sleep`` the policy sleeps a long wait in
       pieces (one ``time.sleep`` overflows past about 292 years).
@@ -325,7 +340,8 @@ class RetryPolicy:
     retryable: Callable[[BaseException], bool] = is_retryable
     retryable_codes: frozenset[grpc.StatusCode] = RETRYABLE_CODES
     budget: RetryBudget | None = None
-    on_retry: OnRetry | None = None
+    on_retry: OnRetry | Sequence[OnRetry] | None = None
+    on_give_up: OnGiveUp | Sequence[OnGiveUp] | None = None
     sleep: Callable[[float], object] = field(default=time.sleep, repr=False)
     async_sleep: Callable[[float], Awaitable[object]] = field(default=asyncio.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
@@ -357,6 +373,8 @@ class RetryPolicy:
         if self.max_attempts is None and self.timeout is None:
             raise ValueError("max_attempts=None needs a timeout: retrying would never stop")
         object.__setattr__(self, "retryable_codes", frozenset(self.retryable_codes))
+        for name in ("on_retry", "on_give_up"):
+            object.__setattr__(self, name, checked(getattr(self, name), name))
 
     def replace(self, **changes: Unpack[PolicyChanges]) -> RetryPolicy:
         """A copy with ``changes`` applied (validated like the original).
@@ -519,11 +537,8 @@ class RetryRun:
                     self.stopped = StopReason.DEADLINE
                     wait = None
         self.attempts.append(Attempt(number, code, type(exc).__name__, verdict, wait))
-        if wait is not None and policy.on_retry is not None:
-            try:
-                policy.on_retry(number, wait, verdict, exc)
-            except Exception:
-                _log.exception("grpc_terminal: on_retry callback failed")
+        if wait is not None:
+            notify(policy.on_retry, _log, "on_retry", number, wait, verdict, exc)
         return wait
 
     def stop(self, exc: BaseException, reason: StopReason) -> None:
@@ -532,7 +547,7 @@ class RetryRun:
         code = _code_of(exc)
         self.attempts.append(Attempt(len(self.attempts) + 1, code, type(exc).__name__, verdict, None))
         self.stopped = reason
-        attach_history(exc, self.history())
+        self.end(exc)
 
     def succeeded(self) -> None:
         if self.policy.budget is not None:
@@ -592,8 +607,14 @@ class RetryRun:
         final: BaseException = exc
         if isinstance(exc, grpc.RpcError) and not isinstance(exc, StatusError):
             final = from_rpc_error(exc)
-        attach_history(final, self.history())
+        self.end(final)
         return final
+
+    def end(self, error: BaseException) -> None:
+        """Retrying stopped with ``error``: attach the history to it and call ``on_give_up``."""
+        history = self.history()
+        attach_history(error, history)
+        notify(self.policy.on_give_up, _log, "on_give_up", history, error)
 
     def timeout(self) -> float | None:
         """The timeout for the next attempt: what is left of the deadline."""

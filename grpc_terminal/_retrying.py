@@ -25,7 +25,7 @@ import grpc
 
 from grpc_terminal._calls import LocallyCancelled, Raised, TypedUnary, debug_string_of
 from grpc_terminal._errors import StatusError
-from grpc_terminal._retry import RetryPolicy, RetryRun, attach_history
+from grpc_terminal._retry import RetryPolicy, RetryRun
 
 __all__ = ["Attempt", "RetryingCall", "RetryingUnary", "call_options", "checked_policy"]
 
@@ -239,9 +239,11 @@ class RetryingCall(_PendingCall):
             self._run.succeeded()
             self._finish(attempt)
             return
+        # grpc runs this callback on a thread of its own, in the caller's
+        # context: the policy's hooks see the caller's span (test_hooks checks it).
         wait = self._run.failed(err)
         if wait is None:
-            attach_history(err, self._run.history())
+            self._run.end(err)
             self._finish(attempt)
             return
         thread = threading.Thread(

@@ -16,7 +16,7 @@ import grpc
 
 from grpc_terminal._calls import LocallyCancelled, Raised, SyncCall, TypedStream
 from grpc_terminal._errors import StatusError
-from grpc_terminal._retry import RetryPolicy, RetryRun, StopReason, attach_history
+from grpc_terminal._retry import RetryPolicy, RetryRun, StopReason
 from grpc_terminal._retrying import Attempt, call_options
 
 __all__ = ["RetryingStream", "RetryingUnaryStream"]
@@ -125,7 +125,7 @@ class RetryingStream(SyncCall):
                 wait = self._run.failed(err)
                 if wait is None:
                     self._end()
-                    attach_history(err, self._run.history())
+                    self._run.end(err)
                     raise
                 if not self._backoff(wait):
                     raise self._cancelled_now() from None

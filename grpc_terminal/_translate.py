@@ -25,6 +25,7 @@ from grpc_terminal._classify import classify
 from grpc_terminal._decode import decode, from_rpc_error, parse_status
 from grpc_terminal._encode import TRUNCATION_MARK, encode
 from grpc_terminal._errors import Metadata, NotFound, StatusError, Unknown, class_for, decoded, is_received
+from grpc_terminal._hooks import notify
 from grpc_terminal._options import ErrorEvent, ServerOptions
 from grpc_terminal._reason import reason_name
 from grpc_terminal._trailers import (
@@ -459,11 +460,7 @@ class Translator:
                 )
             else:
                 self.log.info("%s failed: %s %s", event.method, event.code.name, event.reason, extra=extra)
-        if self.on_error is not None:
-            try:
-                self.on_error(event)
-            except Exception:
-                self.log.exception("on_error hook failed")
+        notify(self.on_error, self.log, "on_error", event)
 
     # -- a status the handler set itself -------------------------------------------------
 

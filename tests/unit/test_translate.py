@@ -214,7 +214,7 @@ def test_on_error_failure_is_logged_and_ignored(logs: Logs) -> None:
     translator = Translator(ServerOptions(on_error=hook, logger=logging.getLogger(LOGGER)))
     result = translator.handler_status(None, METHOD, C.NOT_FOUND, "x", (), aborted=True, aio=False)
     assert result.code is C.NOT_FOUND
-    assert lines(logs, logging.ERROR) == ["on_error hook failed"]
+    assert lines(logs, logging.ERROR) == [f"on_error hook failed: {hook!r}"]
 
 
 # -- mask_permission_denied on a status the handler set ----------------------------------
