@@ -419,6 +419,8 @@ class Translator:
             decision.err, domain=self.domain, debug=self.debug, budget=self.budget,
             metadata=() if decision.masked else metadata,
         )
+        if not self._wants_event(log=decision.expected):
+            return encoded
         try:
             event = self._event(decision, encoded, method, exc)
         except Exception:  # a broken StatusError subclass: what was sent still stands
@@ -426,6 +428,10 @@ class Translator:
             event = ErrorEvent(method, encoded.code, encoded.code.name, None, decision.expected, exc)
         self._report(event, log=decision.expected)
         return encoded
+
+    def _wants_event(self, *, log: bool) -> bool:
+        """True when someone reads the :class:`ErrorEvent`: a hook, or the INFO line when ``log``."""
+        return self.on_error is not None or (log and self.log.isEnabledFor(logging.INFO))
 
     @staticmethod
     def _reason(err: StatusError, code: grpc.StatusCode) -> str:
@@ -586,6 +592,9 @@ class Translator:
         else:
             message, trailers, changed = self.clean(effective, details, metadata)
             result = HandlerStatus(effective, message, trailers, False, changed)
+        log = aborted or exc is None or result.masked
+        if not self._wants_event(log=log):
+            return result
         try:
             event = ErrorEvent(
                 method, effective, self._reason(real, effective), _request_id(real), True,
@@ -596,5 +605,5 @@ class Translator:
         except Exception:
             self.log.warning("cannot describe the %s set by %s", effective.name, method, exc_info=True)
             event = ErrorEvent(method, effective, effective.name, None, True, exc or Exception())
-        self._report(event, log=aborted or exc is None or result.masked)
+        self._report(event, log=log)
         return result

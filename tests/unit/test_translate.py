@@ -752,6 +752,38 @@ class _NoFailureDetail(gt.NotFound):
         raise RuntimeError("broken")
 
 
+@pytest.mark.parametrize(("hook", "level", "described"), [
+    (False, logging.WARNING, False),  # nobody reads the event: it is not built
+    (False, logging.INFO, True),  # the INFO line reads it
+    (True, logging.WARNING, True),  # the hook reads it
+])
+def test_the_event_is_built_only_when_someone_reads_it(
+    caplog: pytest.LogCaptureFixture, hook: bool, level: int, described: bool
+) -> None:
+    # Describing _NoFailureDetail fails with a warning: the warning shows the event was built.
+    seen: list[gt.ErrorEvent] = []
+    options = ServerOptions(on_error=seen.append if hook else None, logger=logging.getLogger(LOGGER))
+    with caplog.at_level(level, logger=LOGGER):
+        encoded = Translator(options).translate(_NoFailureDetail("gone"), METHOD)
+    assert (encoded.code, encoded.message) == (C.NOT_FOUND, "gone")
+    assert (f"cannot describe the NOT_FOUND sent by {METHOD}" in lines(caplog)) is described
+    assert len(seen) == int(hook)
+
+
+def test_a_set_status_is_described_only_when_someone_reads_it(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[gt.ErrorEvent] = []
+    quiet = Translator(ServerOptions(logger=logging.getLogger(LOGGER)))
+    hooked = Translator(ServerOptions(on_error=seen.append, logger=logging.getLogger(LOGGER)))
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        for translator in (quiet, hooked):
+            result = translator.handler_status(None, METHOD, C.NOT_FOUND, "x", (), aborted=True, aio=False)
+            assert (result.code, result.details) == (C.NOT_FOUND, "x")
+    assert [(e.code, e.reason) for e in seen] == [(C.NOT_FOUND, "NOT_FOUND")]
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        quiet.handler_status(None, METHOD, C.NOT_FOUND, "x", (), aborted=True, aio=False)
+    assert lines(caplog, logging.INFO) == [f"{METHOD} failed: NOT_FOUND NOT_FOUND"]
+
+
 def test_undescribable_error_is_still_sent_and_reported(events: Events, logs: Logs) -> None:
     err = _NoFailureDetail("gone")
     encoded = make(events).translate(err, METHOD)
