@@ -31,6 +31,7 @@ import grpc.aio
 from grpc_terminal._contexts import SYNC_CONTEXT, AioContext, SyncRecorder, text_of
 from grpc_terminal._options import ServerOptions
 from grpc_terminal._translate import HandlerStatus, Translator, group_leaves, is_group
+from grpc_terminal._validate import validating
 
 __all__ = ["CONTROL_FLOW", "DEFAULT_WORKERS", "HandlerWrapper"]
 
@@ -130,6 +131,7 @@ class HandlerWrapper:
 
     def __init__(self, options: ServerOptions) -> None:
         self.translator = Translator(options)
+        self.validate = options.validate
         # method -> (the handler grpc gave us, our wrapped handler). Generic
         # handlers hand back the same object for every call, so wrapping
         # happens once per method instead of once per RPC.
@@ -401,6 +403,9 @@ class HandlerWrapper:
             behavior = getattr(handler, name, None)
             if behavior is None:
                 continue
+            if self.validate is not None:
+                checked = validating(behavior, self.validate, request_streaming)
+                behavior = _keep_attributes(checked, behavior)
             if name.endswith("unary"):
                 wrapped = self._unary(behavior, method, aio)
             else:

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Never, TypeAlias
+from typing import Any, Never, TypeAlias
 
 import grpc
 
@@ -144,10 +144,17 @@ class ServerOptions:
             the caller gets, nor stops the hooks after it. A list is kept as
             a tuple; an ``async def`` hook is refused.
         logger: the logger to use instead of ``grpc_terminal.server``.
+        validate: called with each request message before the handler sees
+            it (each message of a request stream as the handler reads it);
+            what it raises is translated as if the handler had raised it, so
+            map its exception class in ``errors`` (``grpc_terminal.validation``
+            has the mappings for protovalidate and pydantic). None (the
+            default) checks nothing. A plain function: an ``async def`` is refused.
 
     Raises:
-        TypeError: a bad ``errors`` entry, or an ``on_error`` that is not a
-            callable or a list or tuple of callables (or is an ``async def``).
+        TypeError: a bad ``errors`` entry, an ``on_error`` that is not a
+            callable or a list or tuple of callables (or is an ``async def``),
+            or a ``validate`` that is not a plain callable.
         ValueError: an empty or overlong ``domain``, or a ``budget`` that is
             not an int of at least 1024.
     """
@@ -159,6 +166,7 @@ class ServerOptions:
     budget: int = field(default=TRAILER_BUDGET, kw_only=True)
     on_error: OnError | Sequence[OnError] | None = field(default=None, kw_only=True)
     logger: logging.Logger | None = field(default=None, kw_only=True)
+    validate: Callable[[Any], object] | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "errors", checked_errors(self.errors))
@@ -168,10 +176,13 @@ class ServerOptions:
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_BUDGET:
             raise ValueError(f"budget must be an int of at least {MIN_BUDGET} bytes, got {budget!r}")
         object.__setattr__(self, "on_error", checked(self.on_error, "on_error"))
+        if self.validate is not None and not callable(self.validate):
+            raise TypeError(f"validate must be a callable or None, got {self.validate!r}")
+        checked(self.validate, "validate")  # refuses an async def
         object.__setattr__(self, "debug", bool(self.debug))
         object.__setattr__(self, "mask_permission_denied", bool(self.mask_permission_denied))
 
     def __hash__(self) -> int:
         errors = tuple((self.errors or {}).items())
         return hash((errors, self.domain, self.debug, self.mask_permission_denied, self.budget,
-                     self.on_error, self.logger))
+                     self.on_error, self.logger, self.validate))
