@@ -1,4 +1,4 @@
-"""grpc_terminal.prometheus against the real prometheus_client, scraped over HTTP from real loopback servers."""
+"""grpc_terminal.prometheus against the real prometheus_client, scraped over HTTP, fed by loopback servers."""
 
 from __future__ import annotations
 
@@ -158,10 +158,8 @@ def grant(loopback: Loopback, value: str, method: str = GRANT) -> None:
     call = loopback.channel.unary_unary(
         method, request_serializer=Msg.SerializeToString, response_deserializer=Msg.FromString
     )
-    try:
+    with contextlib.suppress(gt.StatusError):
         call(Msg(value=value), timeout=10)
-    except gt.StatusError:
-        pass
 
 
 def made_up_calls(loopback: Loopback, count: int) -> set[grpc.StatusCode]:
@@ -217,7 +215,8 @@ def test_reasons_come_from_a_closed_set(
     assert failures == {
         # a reason the service invented: OTHER, unless admitted with reasons=
         labels(grpc_method=GRANT, grpc_code="FAILED_PRECONDITION", reason=OTHER, terminal="false"): 1.0,
-        labels(grpc_method=revoke, grpc_code="FAILED_PRECONDITION", reason="QUOTA_BURST", terminal="false"): 1.0,
+        labels(grpc_method=revoke, grpc_code="FAILED_PRECONDITION", reason="QUOTA_BURST",
+               terminal="false"): 1.0,
         # a reason number this version does not know (REASON_99): OTHER, still terminal
         labels(grpc_method=GRANT, grpc_code="FAILED_PRECONDITION", reason=OTHER, terminal="true"): 1.0,
         labels(grpc_method=revoke, grpc_code="FAILED_PRECONDITION", reason=OTHER, terminal="true"): 1.0,
@@ -344,10 +343,8 @@ def policy(metrics: Metrics, waits: list[float], **changes: Any) -> gt.RetryPoli
     async def async_sleep(seconds: float) -> None:
         waits.append(seconds)
 
-    hooks: dict[str, Any] = {"on_retry": metrics.on_retry}
-    if "on_give_up" in gt.RetryPolicy.__dataclass_fields__:
-        hooks["on_give_up"] = metrics.on_give_up
-    return gt.RetryPolicy(sleep=waits.append, async_sleep=async_sleep, jitter=0, **hooks, **changes)
+    return gt.RetryPolicy(sleep=waits.append, async_sleep=async_sleep, jitter=0,
+                          on_retry=metrics.on_retry, on_give_up=metrics.on_give_up, **changes)
 
 
 def call_through(loopback: Loopback, retry: gt.RetryPolicy, value: str, client: str,
@@ -386,7 +383,8 @@ def test_a_retried_call(
     aio: bool, client: str, registry: CollectorRegistry, endpoint: Endpoint,
     grpc_terminal_server: Callable[..., Loopback], loop_thread: LoopThread,
 ) -> None:
-    metrics, waits, flaky = Metrics(registry), [], Flaky(failures=2, delay=3.0)
+    waits: list[float] = []
+    metrics, flaky = Metrics(registry), Flaky(failures=2, delay=3.0)
     loopback = grpc_terminal_server(flaky.handlers(aio), aio=aio, on_error=metrics.on_error)
     assert call_through(loopback, policy(metrics, waits), "flaky", client, loop_thread) is None
     assert flaky.calls == 3 and waits == [3.0, 3.0]
@@ -407,15 +405,13 @@ def test_give_ups_by_stop_reason(
     aio: bool, client: str, registry: CollectorRegistry, endpoint: Endpoint,
     grpc_terminal_server: Callable[..., Loopback], loop_thread: LoopThread,
 ) -> None:
-    metrics, waits, flaky = Metrics(registry), [], Flaky(failures=100, delay=None)
+    waits: list[float] = []
+    metrics, flaky = Metrics(registry), Flaky(failures=100, delay=None)
     loopback = grpc_terminal_server(flaky.handlers(aio), aio=aio)
     retry = policy(metrics, waits, max_attempts=3, initial_backoff=0.5, multiplier=1)
     terminal = call_through(loopback, retry, "terminal", client, loop_thread)
     exhausted = call_through(loopback, retry, "flaky", client, loop_thread)
     assert isinstance(terminal, gt.UserNotProvisionable) and isinstance(exhausted, gt.Unavailable)
-    if "on_give_up" not in gt.RetryPolicy.__dataclass_fields__:  # until the core has the hook
-        for error in (terminal, exhausted):
-            metrics.on_give_up(getattr(error, "retry_history"), error)  # noqa: B009
     samples = endpoint.samples()
     assert series(samples, "grpc_terminal_client_give_ups_total") == {
         labels(stop_reason="terminal", grpc_code="FAILED_PRECONDITION"): 1.0,
@@ -495,7 +491,8 @@ def test_hooks_count_what_they_cannot_read_as_other(registry: CollectorRegistry,
     metrics = Metrics(registry)
     hostile = [
         gt.ErrorEvent('/a"b/c\n', grpc.StatusCode.INTERNAL, 'X"} 1\n', None, True, gt.Internal()),
-        gt.ErrorEvent("/" + "a" * 300 + "/b", grpc.StatusCode.INTERNAL, "r" * 10_000, None, True, gt.Internal()),
+        gt.ErrorEvent("/" + "a" * 300 + "/b", grpc.StatusCode.INTERNAL, "R" * 10_000, None, True,
+                      gt.Internal()),
         gt.ErrorEvent(GRANT, None, None, None, True, gt.Internal(), terminal="yes"),  # type: ignore[arg-type]
         object(),
     ]
@@ -517,6 +514,28 @@ def test_hooks_count_what_they_cannot_read_as_other(registry: CollectorRegistry,
     assert series(samples, "grpc_terminal_client_retry_wait_seconds_count") == {labels(): 0.0}
     assert series(samples, "grpc_terminal_client_give_ups_total") == {
         labels(stop_reason=OTHER, grpc_code=OTHER): 1.0
+    }
+
+
+def test_beside_a_hook_that_raises(
+    aio: bool, registry: CollectorRegistry, endpoint: Endpoint, grpc_terminal_server: Callable[..., Loopback],
+    loop_thread: LoopThread,
+) -> None:
+    def explode(*args: object) -> None:
+        raise RuntimeError("a broken hook")
+
+    waits: list[float] = []
+    metrics, flaky = Metrics(registry), Flaky(failures=1, delay=None)
+    loopback = grpc_terminal_server(flaky.handlers(aio), aio=aio, on_error=[explode, metrics.on_error])
+    retry = policy(metrics, waits).replace(on_retry=[explode, metrics.on_retry],
+                                           on_give_up=[explode, metrics.on_give_up])
+    assert call_through(loopback, retry, "flaky", "aio" if aio else "sync", loop_thread) is None
+    assert isinstance(call_through(loopback, retry, "terminal", "sync", loop_thread), gt.UserNotProvisionable)
+    samples = endpoint.samples()
+    assert sum(series(samples, "grpc_terminal_server_failures_total").values()) == 2.0
+    assert series(samples, "grpc_terminal_client_retries_total") == {labels(grpc_code="UNAVAILABLE"): 1.0}
+    assert series(samples, "grpc_terminal_client_give_ups_total") == {
+        labels(stop_reason="terminal", grpc_code="FAILED_PRECONDITION"): 1.0
     }
 
 
