@@ -249,8 +249,10 @@ class Metrics:
         self.registry = registry
 
     def __repr__(self) -> str:
-        closed = "open" if self._open else "closed"
-        return f"<grpc_terminal.prometheus.Metrics {len(self._methods)} methods ({closed})>"
+        count = len(self._methods)
+        names = f"{count} method name{'' if count == 1 else 's'}"
+        kind = f"open up to {self._max_methods}" if self._open else "closed"
+        return f"<grpc_terminal.prometheus.Metrics: {names}, {kind}>"
 
     @property
     def server_failures(self) -> Counter:
