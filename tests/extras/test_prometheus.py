@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -308,20 +309,25 @@ def test_masked_failures_count_the_real_code(
 
 
 class Flaky:
-    """Grant fails with UNAVAILABLE (asking for ``delay`` seconds) ``failures`` times, then succeeds."""
+    """Grant fails with UNAVAILABLE (asking for ``delay`` seconds) the first ``failures`` times for
+    each request value, then does what the value says: ``flaky`` succeeds, ``flaky-then-terminal``
+    fails terminally, and any other value is an :func:`outcome` at once."""
 
     def __init__(self, failures: int, delay: float | None) -> None:
-        self.failures, self.delay, self.calls = failures, delay, 0
+        self.failures, self.delay = failures, delay
+        self.calls: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
 
     def step(self, value: str) -> None:
         with self.lock:
-            self.calls += 1
-            failing = self.calls <= self.failures
-        if value != "flaky":
+            self.calls[value] += 1
+            failing = self.calls[value] <= self.failures
+        if not value.startswith("flaky"):
             outcome(value)
         elif failing:
             raise gt.Unavailable("upstream 503", retry_delay=self.delay)
+        elif value == "flaky-then-terminal":
+            outcome("terminal")
 
     def handlers(self, aio: bool) -> grpc.GenericRpcHandler:
         def grant(request: Msg, context: grpc.ServicerContext) -> Msg:
@@ -387,7 +393,7 @@ def test_a_retried_call(
     metrics, flaky = Metrics(registry), Flaky(failures=2, delay=3.0)
     loopback = grpc_terminal_server(flaky.handlers(aio), aio=aio, on_error=metrics.on_error)
     assert call_through(loopback, policy(metrics, waits), "flaky", client, loop_thread) is None
-    assert flaky.calls == 3 and waits == [3.0, 3.0]
+    assert flaky.calls["flaky"] == 3 and waits == [3.0, 3.0]
     samples = endpoint.samples()
     assert series(samples, "grpc_terminal_client_retries_total") == {labels(grpc_code="UNAVAILABLE"): 2.0}
     buckets = series(samples, "grpc_terminal_client_retry_wait_seconds_bucket")
@@ -406,20 +412,23 @@ def test_give_ups_by_stop_reason(
     grpc_terminal_server: Callable[..., Loopback], loop_thread: LoopThread,
 ) -> None:
     waits: list[float] = []
-    metrics, flaky = Metrics(registry), Flaky(failures=100, delay=None)
+    metrics, flaky = Metrics(registry), Flaky(failures=3, delay=None)
     loopback = grpc_terminal_server(flaky.handlers(aio), aio=aio)
     retry = policy(metrics, waits, max_attempts=3, initial_backoff=0.5, multiplier=1)
     terminal = call_through(loopback, retry, "terminal", client, loop_thread)
     exhausted = call_through(loopback, retry, "flaky", client, loop_thread)
+    late = call_through(loopback, retry.replace(max_attempts=5), "flaky-then-terminal", client, loop_thread)
     assert isinstance(terminal, gt.UserNotProvisionable) and isinstance(exhausted, gt.Unavailable)
+    assert isinstance(late, gt.UserNotProvisionable) and flaky.calls["flaky-then-terminal"] == 4
     samples = endpoint.samples()
     assert series(samples, "grpc_terminal_client_give_ups_total") == {
-        labels(stop_reason="terminal", grpc_code="FAILED_PRECONDITION"): 1.0,
+        # the code of the last attempt: the first ones of the late give-up were UNAVAILABLE
+        labels(stop_reason="terminal", grpc_code="FAILED_PRECONDITION"): 2.0,
         labels(stop_reason="exhausted", grpc_code="UNAVAILABLE"): 1.0,
     }
-    assert series(samples, "grpc_terminal_client_retries_total") == {labels(grpc_code="UNAVAILABLE"): 2.0}
-    assert waits == [0.5, 0.5]
-    assert series(samples, "grpc_terminal_client_retry_wait_seconds_bucket")[labels(le="0.5")] == 2.0
+    assert series(samples, "grpc_terminal_client_retries_total") == {labels(grpc_code="UNAVAILABLE"): 5.0}
+    assert waits == [0.5] * 5
+    assert series(samples, "grpc_terminal_client_retry_wait_seconds_bucket")[labels(le="0.5")] == 5.0
 
 
 # -- registries ----------------------------------------------------------------------------
