@@ -246,13 +246,18 @@ class Metrics:
         self._methods_lock = threading.Lock()
         self._warned = False
         self._collectors = _register(registry)
-        self.registry = registry
+        self._registry = registry
 
     def __repr__(self) -> str:
         count = len(self._methods)
         names = f"{count} method name{'' if count == 1 else 's'}"
         kind = f"open up to {self._max_methods}" if self._open else "closed"
         return f"<grpc_terminal.prometheus.Metrics: {names}, {kind}>"
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        """The registry the collectors are registered on."""
+        return self._registry
 
     @property
     def server_failures(self) -> Counter:
