@@ -125,8 +125,9 @@ def _reason_of(exc: BaseException, status: gt.StatusError | None) -> str:
     if status is None:
         return type(exc).__name__
     info = status.error_info
-    if info is not None and info.reason:
-        return info.reason
+    reason: object = info.reason if info is not None else None
+    if isinstance(reason, str) and reason:
+        return reason
     return _code_name(status.code()) or "UNKNOWN"
 
 
@@ -249,10 +250,10 @@ def on_give_up(history: gt.RetryHistory, error: BaseException) -> None:
         status = gt.find_status(error)
         code = _code_name(status.code()) if status is not None else None
         reason = _text(_reason_of(error, status))
-        attempts = getattr(history, "attempts", ())
-        last = attempts[-1].verdict if isinstance(attempts, tuple) and attempts else None
-        retryable = last.retryable if isinstance(last, gt.Verdict) else gt.is_retryable(error)
-        stopped = getattr(history, "stopped", None)
+        known = isinstance(history, gt.RetryHistory)
+        attempts = history.attempts if known else ()
+        last = attempts[-1].verdict if attempts else None
+        retryable = last.retryable if last is not None else gt.is_retryable(error)
         attributes: _Attributes = {
             _REASON: reason,
             _TERMINAL: gt.is_terminal(error),
@@ -263,9 +264,8 @@ def on_give_up(history: gt.RetryHistory, error: BaseException) -> None:
             attributes[_RPC_RESPONSE_STATUS_CODE] = code
         if status is not None and status.request_id:
             attributes[_REQUEST_ID] = _text(status.request_id)
-        if isinstance(stopped, gt.StopReason):
-            attributes[_STOP_REASON] = stopped.value
-        if isinstance(attempts, tuple):
+        if known:
+            attributes[_STOP_REASON] = str(history.stopped.value)
             attributes[_ATTEMPT] = len(attempts)
         _mark(span, attributes, _describe(code, reason))
     except Exception:
