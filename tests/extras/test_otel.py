@@ -23,7 +23,9 @@ import pytest
 pytest.importorskip("opentelemetry.sdk", reason="opentelemetry-sdk (a dev dependency) is not installed")
 pytest.importorskip("opentelemetry.instrumentation.grpc", reason="the grpc instrumentation is not installed")
 
-from google.protobuf import wrappers_pb2
+from google.protobuf import any_pb2, wrappers_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 from opentelemetry import trace
 from opentelemetry.instrumentation.grpc import (
     aio_client_interceptors,
@@ -107,15 +109,25 @@ def behave(value: str) -> None:
         raise gt.Unavailable("upstream 503")
     if kind == "hold":
         assert _release.wait(TIMEOUT), "never released"
-    if kind == "hostile":
-        raise gt.FailedPrecondition("x", error_reason="R" * 10_000)
 
 
 def calls(value: str) -> int:
     return _calls.get(value.partition(":")[2], 0)
 
 
+# What a hostile or broken peer (no grpc-terminal on it) may send: an ErrorInfo
+# reason of 3,000 characters (under the 8 KiB trailer limit) with a newline and non-ASCII in it.
+HOSTILE_REASON = "r" * 3_000 + "\n\u2603"
+
+
 def _sync_unary(request: Msg, context: grpc.ServicerContext) -> Msg:
+    if request.value.startswith("hostile:"):
+        info = error_details_pb2.ErrorInfo(reason=HOSTILE_REASON, domain="evil.example")
+        packed = any_pb2.Any()
+        packed.Pack(info)
+        context.abort_with_status(rpc_status.to_status(status_pb2.Status(
+            code=grpc.StatusCode.FAILED_PRECONDITION.value[0], message="no", details=[packed],
+        )))
     behave(request.value)
     return Msg(value="ok")
 
@@ -308,14 +320,6 @@ def test_failure_mid_stream_is_on_the_span(kind: str, loop_thread: LoopThread) -
     assert span.status.status_code is StatusCode.ERROR
 
 
-@pytest.mark.parametrize("kind", SERVER_KINDS)
-def test_hostile_reason_is_cut(kind: str, loop_thread: LoopThread) -> None:
-    with serve(kind, loop_thread, instrumented=True) as port:
-        call_unary(port, key("hostile"))
-        span = wait_for_span(UNARY)
-    reason = dict(span.attributes or {})["grpc_terminal.reason"]
-    assert isinstance(reason, str) and 0 < len(reason) <= 128
-    assert len(span.status.description or "") < 200
 
 
 @pytest.mark.parametrize("kind", SERVER_KINDS)
@@ -368,11 +372,32 @@ def test_no_span_changes_nothing(kind: str, loop_thread: LoopThread) -> None:
     assert _exporter.get_finished_spans() == ()
 
 
+class _WatchedSpan(trace.NonRecordingSpan):
+    """A span that is not recording (sampled out) and notes every write it gets."""
+
+    def __init__(self) -> None:
+        super().__init__(trace.INVALID_SPAN_CONTEXT)
+        self.writes: list[str] = []
+
+    def set_attributes(self, attributes: Any) -> None:
+        self.writes.append("set_attributes")
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: Any = None) -> None:
+        self.writes.append("add_event")
+
+    def set_status(self, status: Any, description: Any = None) -> None:
+        self.writes.append("set_status")
+
+
 def test_a_non_recording_span_is_left_alone() -> None:
-    event = gt.ErrorEvent("/a/B", grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE", None, True, gt.Unavailable("x"))
-    with trace.use_span(trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)):
+    error = gt.Unavailable("x")
+    event = gt.ErrorEvent("/a/B", grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE", None, True, error)
+    watched = _WatchedSpan()
+    with trace.use_span(watched):
         otel.on_error(event)
-        otel.on_retry(1, 0.1, gt.classify(gt.Unavailable("x")), gt.Unavailable("x"))
+        otel.on_retry(1, 0.1, gt.classify(error), error)
+        otel.on_give_up(gt.RetryHistory((), gt.StopReason.EXHAUSTED, 0.0), error)
+    assert watched.writes == []
     otel.on_error(event)  # no span at all
     with _tracer.start_as_current_span("sampled-out") as span:
         assert span.is_recording()
@@ -509,6 +534,44 @@ def test_exhausted_transient_failure(plain_port: int) -> None:
     assert attrs["grpc_terminal.attempt"] == 3
     assert [e["grpc_terminal.attempt"] for e in retry_events(span)] == [1, 2]
     assert all("grpc_terminal.server_delay" not in e for e in retry_events(span))
+
+
+def test_a_hostile_peers_reason_is_cut() -> None:
+    """A peer without grpc-terminal sends an ErrorInfo reason of 3,000 characters."""
+    failed = pytest.raises(gt.FailedPrecondition)
+    with sync_server([]) as port, _tracer.start_as_current_span("caller"), failed:
+        sync_attempt("channel-call", port, key("hostile"), policy())
+    attrs = dict(only("caller").attributes or {})
+    reason = attrs["grpc_terminal.reason"]
+    assert isinstance(reason, str) and reason == HOSTILE_REASON[:128]
+    assert attrs["error.type"] == "FAILED_PRECONDITION"
+    assert len(only("caller").status.description or "") < 200
+
+
+class _RaisingSpan(trace.NonRecordingSpan):
+    """A recording span whose every write raises (a broken span implementation)."""
+
+    def is_recording(self) -> bool:
+        return True
+
+    def set_attributes(self, attributes: Any) -> None:
+        raise RuntimeError("broken span")
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: Any = None) -> None:
+        raise RuntimeError("broken span")
+
+
+def test_a_span_that_raises_is_survived(caplog: pytest.LogCaptureFixture) -> None:
+    error = gt.UserNotProvisionable("jdoe")
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    event = gt.ErrorEvent("/a/B", code, "USER_NOT_PROVISIONABLE", None, True, error)
+    history = gt.RetryHistory((), gt.StopReason.TERMINAL, 0.0)
+    broken = _RaisingSpan(trace.INVALID_SPAN_CONTEXT)
+    with caplog.at_level(logging.DEBUG, "grpc_terminal.otel"), trace.use_span(broken):
+        otel.on_error(event)
+        otel.on_retry(1, 0.1, gt.classify(error), error)
+        otel.on_give_up(history, error)
+    assert len([r for r in caplog.records if r.name == "grpc_terminal.otel"]) == 3
 
 
 def test_not_grpc_failure_names_its_class() -> None:
