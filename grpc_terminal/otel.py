@@ -26,6 +26,9 @@ What a failure leaves on the span (:func:`on_error` on the server,
 * ``error.type``: the status code's name (``FAILED_PRECONDITION``), or the
   exception's fully qualified class name when there is no gRPC status;
 * ``rpc.response.status_code``: the code the caller got, as a string;
+* server: ``grpc_terminal.masked`` when a PERMISSION_DENIED went out as NOT_FOUND;
+* client: ``grpc_terminal.stop_reason`` (a :class:`grpc_terminal.StopReason`
+  value) and ``grpc_terminal.attempt`` (the attempts made);
 * the span's status: ERROR, described by the code and the reason only
   (never an exception's text).
 
