@@ -10,6 +10,7 @@ an attempt or in the wait between two: the reader then gets
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +84,10 @@ class AioRetryingStream(AioUnaryStreamCall):
         self._ended = False
         self._sleeper: asyncio.Future[Any] | None = None
         self._responses: AsyncIterator[Any] | None = None
+        # The reader may iterate outside the context the call was made in
+        # (an interceptor's span closed by then): judge failures, and call the
+        # policy's hooks, in a copy of the caller's context, as the sync calls do.
+        self._context = contextvars.copy_context()
 
     def _stand_in(self) -> None:
         """The call is over, cancelled while no attempt was running: answer as such from now on."""
@@ -102,12 +107,12 @@ class AioRetryingStream(AioUnaryStreamCall):
                     raise asyncio.CancelledError() from None
                 if self._delivered:
                     self._ended = True
-                    self._run.stop(err, StopReason.COMMITTED)
+                    self._context.copy().run(self._run.stop, err, StopReason.COMMITTED)
                     raise
-                wait = self._run.failed(err)
+                wait = self._context.copy().run(self._run.failed, err)
                 if wait is None:
                     self._ended = True
-                    self._run.end(err)
+                    self._context.copy().run(self._run.end, err)
                     raise
                 if not await self._backoff(wait):
                     self._ended = True

@@ -218,7 +218,13 @@ class RetryingCall(_PendingCall):
         if late:
             attempt.cancel()
             return
-        attempt.add_done_callback(self._attempt_done)
+        # grpc runs a call's done callbacks in a thread of the channel's, in
+        # the context of whichever call started that thread: judge (and call
+        # the policy's hooks) in a copy of this call's caller's context.
+        attempt.add_done_callback(self._attempt_done_in_context)
+
+    def _attempt_done_in_context(self, attempt: Any) -> None:
+        self._context.copy().run(self._attempt_done, attempt)
 
     def _attempt_done(self, attempt: Any) -> None:
         try:
@@ -239,8 +245,8 @@ class RetryingCall(_PendingCall):
             self._run.succeeded()
             self._finish(attempt)
             return
-        # grpc runs this callback on a thread of its own, in the caller's
-        # context: the policy's hooks see the caller's span (test_hooks checks it).
+        # _launch runs this in a copy of the caller's context (grpc's callback
+        # thread may carry another call's): the policy's hooks see the caller's span.
         wait = self._run.failed(err)
         if wait is None:
             self._run.end(err)
