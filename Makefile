@@ -19,7 +19,7 @@ export GT_PROTOC_PYTHON := $(abspath $(GEN_VENV))/bin/python
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,tenacity,api-core,temporal,otel,prometheus,validation,celery]' --config-settings editable_mode=compat
+	$(BIN)/pip install -q -e '.[dev,tenacity,api-core,temporal,otel,prometheus,validation,protovalidate,celery]' --config-settings editable_mode=compat
 	touch $@
 
 $(GEN_STAMP):
@@ -40,7 +40,7 @@ test-wheel: $(GEN_STAMP)
 	$(PYTHON) -m venv $(WHEEL_VENV)
 	$(WHEEL_VENV)/bin/pip install -q --upgrade pip
 	$(WHEEL_VENV)/bin/pip wheel -q --no-deps -w dist .
-	$(WHEEL_VENV)/bin/pip install -q "$$(ls dist/grpc_terminal-*.whl)[dev,tenacity,api-core,temporal,otel,prometheus,validation,celery]"
+	$(WHEEL_VENV)/bin/pip install -q "$$(ls dist/grpc_terminal-*.whl)[dev,tenacity,api-core,temporal,otel,prometheus,validation,protovalidate,celery]"
 	mkdir -p $(WHEEL_RUN)
 	cp -r tests examples benchmarks fuzz proto docs mkdocs.yml Makefile README.md LICENSE pyproject.toml $(WHEEL_RUN)/
 	cd $(WHEEL_RUN) && GT_NO_SKIP=1 GT_EXPECT_INSTALLED=1 ../../$(WHEEL_VENV)/bin/python -m pytest \
