@@ -336,7 +336,10 @@ def shop() -> tuple[Any, Any]:
     pool.AddSerializedFile(validate_pb.desc().proto.to_binary())
 
     def cls(name: str) -> Any:
-        return message_factory.GetMessageClass(pool.FindMessageTypeByName(name))
+        descriptor = pool.FindMessageTypeByName(name)
+        if hasattr(message_factory, "GetMessageClass"):
+            return message_factory.GetMessageClass(descriptor)
+        return message_factory.MessageFactory(pool).GetPrototype(descriptor)  # protobuf < 4.22
 
     field_rules, field_options = cls("buf.validate.FieldRules"), cls("google.protobuf.FieldOptions")
     message_options = cls("google.protobuf.MessageOptions")
