@@ -20,7 +20,9 @@ whose field violations name each field the way ``google.rpc.BadRequest``
 :func:`from_protovalidate` does the same for a protovalidate
 ``ValidationError`` (protovalidate 2.1 or later validates ``google.protobuf``
 messages), and :func:`validate_request` validates a request with protovalidate
-and raises that error.
+and raises that error: give it to the server as
+``gt.ServerInterceptor(validate=validate_request)`` and every request is
+checked before its handler runs.
 
 Field paths (:func:`field_path`):
 
@@ -326,10 +328,11 @@ def from_protovalidate(exc: BaseException) -> gt.InvalidArgument:
 def validate_request(request: object) -> None:
     """Validate ``request`` with protovalidate; raise ``InvalidArgument`` if it breaks a rule.
 
-    Meant as the per-request validation hook of a server (run before the
-    handler); also usable at the top of a handler. A request that is not a
-    ``google.protobuf`` message (raw bytes when the method has no
-    deserializer) is left alone.
+    Meant as the server's ``validate=`` option
+    (``gt.ServerInterceptor(validate=validate_request)``: each request is
+    checked before its handler runs); also usable at the top of a handler. A
+    request that is not a ``google.protobuf`` message (raw bytes when the
+    method has no deserializer) is left alone.
 
     Args:
         request: the deserialized request message.

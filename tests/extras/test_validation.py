@@ -283,6 +283,25 @@ def test_nested_pydantic_error_reaches_the_client_as_field_violations(aio: bool)
     assert not gt.is_retryable(err)
 
 
+def test_server_validate_option_with_pydantic(aio: bool) -> None:
+    handled: list[str] = []
+
+    def handler(request: Str, context: grpc.ServicerContext) -> Str:
+        handled.append(request.value)
+        return Str(value="ok")
+
+    def check(request: Str) -> None:
+        Order.model_validate_json(request.value)
+
+    options = {"errors": PYDANTIC_ERRORS, "validate": check}
+    with loopback_server(_handlers(handler), aio=aio, interceptor_options=options) as lb:
+        with pytest.raises(gt.InvalidArgument) as caught:
+            _call(lb.channel, Str(value='{"items": [{"id": 1}, {}]}'))
+        assert _call(lb.channel, Str(value='{"items": []}')).value == "ok"
+    assert caught.value.field_violations == [("items[1].id", "Field required")]
+    assert handled == ['{"items": []}']
+
+
 def test_aio_client_gets_the_field_violations(aio: bool) -> None:
     async def call(lb: Any) -> gt.StatusError:
         async with lb.aio_channel() as channel:
@@ -427,25 +446,34 @@ def test_many_protovalidate_violations_are_capped(shop: tuple[Any, Any]) -> None
     assert err.field_violations[-1][0] == f"items[{MAX_VIOLATIONS - 1}].id"
 
 
-@pytest.mark.parametrize("how", ["validate_request", "mapping"])
+@pytest.mark.parametrize("how", ["in handler", "mapping", "validate=validate_request", "validate=mapped"])
 def test_protovalidate_error_reaches_the_client(shop: tuple[Any, Any], aio: bool, how: str) -> None:
     import protovalidate
 
     order, _ = shop
+    handled: list[Message] = []
 
     def handler(request: Message, context: grpc.ServicerContext) -> Str:
-        if how == "validate_request":
+        if how == "in handler":
             validate_request(request)
-        else:
+        elif how == "mapping":
             protovalidate.validate(request)
+        handled.append(request)
         return Str(value="ok")
 
-    options = {"errors": {protovalidate.ValidationError: from_protovalidate}} if how == "mapping" else {}
+    mapped = {"errors": {protovalidate.ValidationError: from_protovalidate}}
+    options: dict[str, object] = {
+        "in handler": {},
+        "mapping": mapped,
+        "validate=validate_request": {"validate": validate_request},
+        "validate=mapped": {**mapped, "validate": protovalidate.validate},
+    }[how]
     with loopback_server(_handlers(handler, order), aio=aio, interceptor_options=options) as lb:
         with pytest.raises(gt.InvalidArgument) as caught:
             _call(lb.channel, bad_order(shop), order)
         assert _call(lb.channel, order(), order).value == "ok"
     assert sorted(caught.value.field_violations) == sorted((p, d) for p, d, _ in EXPECTED_PROTOVALIDATE)
+    assert len(handled) == 1  # only the valid request reached the handler
 
 
 def test_protovalidate_oddities_do_not_crash() -> None:
