@@ -114,8 +114,17 @@ def error_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
 
 
 def duration_from_delay(delay: float | datetime.timedelta) -> duration_pb2.Duration:
-    """Seconds (or a timedelta) as a protobuf Duration; rejects negatives and NaN."""
-    seconds = delay.total_seconds() if isinstance(delay, datetime.timedelta) else float(delay)
+    """Seconds (or a timedelta) as a protobuf Duration.
+
+    Raises ``ValueError`` for a negative, NaN or too large delay and
+    ``TypeError`` for anything but an int, a float or a timedelta (a bool too).
+    """
+    if isinstance(delay, bool) or not isinstance(delay, int | float | datetime.timedelta):
+        raise TypeError(f"retry_delay must be a number of seconds or a timedelta, got {delay!r}")
+    try:
+        seconds = delay.total_seconds() if isinstance(delay, datetime.timedelta) else float(delay)
+    except OverflowError:  # an int too large for a float
+        seconds = math.inf
     if math.isnan(seconds) or seconds < 0 or seconds > _MAX_DELAY:
         raise ValueError(f"retry_delay must be between 0 and {_MAX_DELAY:.0f} seconds, got {delay!r}")
     whole = math.floor(seconds)

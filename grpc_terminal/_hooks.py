@@ -10,15 +10,24 @@ that raises is logged and skipped, so it never changes what the RPC returns
 and never stops the hooks after it.
 
 A hook is called synchronously, on the thread or task of the call it
-reports: an ``async def`` hook would return a coroutine nobody awaits, so it
-is refused when the options are built (and a coroutine returned anyway is
-closed and logged).
+reports, so a slow hook delays the response it reports (and, on an aio
+server, blocks the event loop): hand slow work to a queue or a thread. An
+``async def`` hook (or async generator function) would return something
+nobody runs, so it is refused when the options are built (and a coroutine
+returned anyway is closed and logged).
+
+Whatever a hook raises is logged and skipped, ``BaseException`` subclasses
+too (a green-thread timeout, ``asyncio.CancelledError``, ``GeneratorExit``):
+only ``KeyboardInterrupt`` and ``SystemExit`` raised on the main thread go
+up, since there they are how a program is stopped. Raised on any other
+thread they cannot come from a signal, and would leave the call unanswered.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
@@ -55,23 +64,36 @@ def checked(value: object, name: str) -> object:
             raise TypeError(f"{where} must be callable, got {item!r}")
         if _is_async(item):
             raise TypeError(
-                f"{where} is an async function ({item!r}): hooks are called synchronously, so its "
+                f"{where} is an async function ({item!r}): it is called synchronously, so its "
                 "coroutine would never run; pass a plain function (it may schedule work itself)"
             )
     return value if single else tuple(items)
 
 
+def _async_function(item: object) -> bool:
+    return inspect.iscoroutinefunction(item) or inspect.isasyncgenfunction(item)
+
+
 def _is_async(item: object) -> bool:
-    """True for an ``async def`` function, method or partial, or an object whose ``__call__`` is one."""
-    if inspect.iscoroutinefunction(item):
+    """An ``async def`` function, async generator function, method or partial, or a callable object of one."""
+    if _async_function(item):
         return True
     if inspect.isroutine(item) or isinstance(item, type):
         return False
-    return inspect.iscoroutinefunction(inspect.getattr_static(type(item), "__call__", None))
+    return _async_function(inspect.getattr_static(type(item), "__call__", None))
+
+
+def _stops_the_program(exc: BaseException) -> bool:
+    """KeyboardInterrupt or SystemExit on the main thread: the way a program is stopped."""
+    return isinstance(exc, KeyboardInterrupt | SystemExit) and (
+        threading.current_thread() is threading.main_thread()
+    )
 
 
 def notify(value: object, log: logging.Logger, name: str, *args: Any) -> None:
     """Call each hook of ``value`` with ``args``; what one raises is logged and skipped.
+
+    ``KeyboardInterrupt`` and ``SystemExit`` raised on the main thread go up.
 
     Args:
         value: a hook argument as :func:`checked` returned it (None, one
@@ -86,8 +108,10 @@ def notify(value: object, log: logging.Logger, name: str, *args: Any) -> None:
     for hook in callables:
         try:
             result = hook(*args)
-        except Exception:
-            log.exception("%s hook failed: %r", name, hook)
+        except BaseException as exc:
+            if _stops_the_program(exc):
+                raise
+            log.error("%s hook failed: %r", name, hook, exc_info=exc)
             continue
         if inspect.iscoroutine(result):
             result.close()

@@ -18,7 +18,7 @@ import grpc
 from grpc_terminal._encode import DEFAULT_DOMAIN
 from grpc_terminal._errors import StatusError, TerminalError
 from grpc_terminal._hooks import checked
-from grpc_terminal._trailers import MIN_BUDGET, TRAILER_BUDGET
+from grpc_terminal._trailers import MAX_BUDGET, MIN_BUDGET, TRAILER_BUDGET
 
 __all__ = ["ErrorEvent", "ErrorFactory", "ErrorMapping", "OnError", "ServerOptions"]
 
@@ -125,15 +125,19 @@ class ServerOptions:
             most specific class wins. Kept as a read-only copy; a bad entry
             raises ``TypeError``.
         domain: the ErrorInfo domain sent with errors that carry none (a
-            non-empty str of at most 253 characters).
-        debug: send tracebacks of unexpected errors as DebugInfo. Never in
-            production: the interceptor logs a warning when it is built.
+            non-empty printable str of at most 253 characters).
+        debug: True sends tracebacks of unexpected errors as DebugInfo. Never
+            in production: the interceptor logs a warning when it is built.
+            A bool (anything else is a ``TypeError``, so ``"no"`` cannot
+            turn it on).
         mask_permission_denied: send every ``PERMISSION_DENIED`` (raised,
             mapped, relayed, ``abort``-ed, or set with ``set_code``) as a bare
             ``NOT_FOUND`` "not found" that keeps only the request id; the log
             and ``on_error`` still get the real code and reason.
-        budget: the bytes all trailers of one failure may take, at least
-            1024 (default ``TRAILER_BUDGET``, 4096). What does not fit is cut
+        budget: the bytes all trailers of one failure may take, from 1024 to
+            8192 (default ``TRAILER_BUDGET``, 4096): grpc clients refuse
+            larger trailers by default with RESOURCE_EXHAUSTED, which would
+            make a terminal failure retryable. What does not fit is cut
             in the order of ``SHRINK_ORDER``; a status the handler set itself
             loses application metadata first, then message text.
         on_error: one callable, or a list or tuple of them (called in
@@ -143,20 +147,23 @@ class ServerOptions:
             What a hook raises is logged and skipped: it never changes what
             the caller gets, nor stops the hooks after it. A list is kept as
             a tuple; an ``async def`` hook is refused.
-        logger: the logger to use instead of ``grpc_terminal.server``.
+        logger: the ``logging.Logger`` (or ``LoggerAdapter``) to use
+            instead of ``grpc_terminal.server``.
         validate: called with each request message before the handler sees
             it (each message of a request stream as the handler reads it);
             what it raises is translated as if the handler had raised it, so
             map its exception class in ``errors`` (``grpc_terminal.validation``
             has the mappings for protovalidate and pydantic). None (the
-            default) checks nothing. A plain function: an ``async def`` is refused.
+            default) checks nothing. Its return value is ignored (raise to
+            refuse a request). A plain function: an ``async def`` is
+            refused, and an awaitable it returns fails the call.
 
     Raises:
         TypeError: a bad ``errors`` entry, an ``on_error`` that is not a
             callable or a list or tuple of callables (or is an ``async def``),
             or a ``validate`` that is not a plain callable.
-        ValueError: an empty or overlong ``domain``, or a ``budget`` that is
-            not an int of at least 1024.
+        ValueError: an empty, overlong or unprintable ``domain``, or a
+            ``budget`` that is not an int from 1024 to 8192.
     """
 
     errors: ErrorMapping | None = None
@@ -171,16 +178,23 @@ class ServerOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "errors", checked_errors(self.errors))
         domain, budget = self.domain, self.budget
-        if not isinstance(domain, str) or not domain or len(domain) > 253:
-            raise ValueError(f"domain must be a non-empty str of at most 253 chars, got {domain!r}")
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < MIN_BUDGET:
-            raise ValueError(f"budget must be an int of at least {MIN_BUDGET} bytes, got {budget!r}")
+        if not isinstance(domain, str) or not domain or len(domain) > 253 or not domain.isprintable():
+            raise ValueError(
+                f"domain must be a non-empty printable str of at most 253 chars, got {domain!r}"
+            )
+        if not isinstance(budget, int) or isinstance(budget, bool) or not MIN_BUDGET <= budget <= MAX_BUDGET:
+            raise ValueError(
+                f"budget must be an int of {MIN_BUDGET} to {MAX_BUDGET} bytes, got {budget!r}"
+            )
         object.__setattr__(self, "on_error", checked(self.on_error, "on_error"))
         if self.validate is not None and not callable(self.validate):
             raise TypeError(f"validate must be a callable or None, got {self.validate!r}")
         checked(self.validate, "validate")  # refuses an async def
-        object.__setattr__(self, "debug", bool(self.debug))
-        object.__setattr__(self, "mask_permission_denied", bool(self.mask_permission_denied))
+        for name in ("debug", "mask_permission_denied"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.logger is not None and not isinstance(self.logger, logging.Logger | logging.LoggerAdapter):
+            raise TypeError(f"logger must be a logging.Logger or None, got {self.logger!r}")
 
     def __hash__(self) -> int:
         errors = tuple((self.errors or {}).items())

@@ -320,7 +320,10 @@ class RetryPolicy:
     ``max_server_delay``) is a finite number of seconds of at most
     :data:`MAX_DURATION` (10,000 years, the longest duration gRPC's service
     config and ``google.protobuf.Duration`` accept); anything else is a
-    :class:`ValueError`.
+    :class:`ValueError`. A field of the wrong kind (a ``budget`` that is not
+    a :class:`RetryBudget`, ``retryable_codes`` that are not
+    ``grpc.StatusCode`` members, a hook, predicate or injected function that
+    is not callable) is a :class:`TypeError`.
 
     When retrying is unsafe: a retry repeats the request. UNAVAILABLE before
     the request left the client is always safe, but DEADLINE_EXCEEDED,
@@ -372,7 +375,17 @@ class RetryPolicy:
             )
         if self.max_attempts is None and self.timeout is None:
             raise ValueError("max_attempts=None needs a timeout: retrying would never stop")
-        object.__setattr__(self, "retryable_codes", frozenset(self.retryable_codes))
+        codes = self.retryable_codes
+        if isinstance(codes, str | bytes) or not isinstance(codes, Collection) or not all(
+            isinstance(code, grpc.StatusCode) for code in codes
+        ):
+            raise TypeError(f"retryable_codes must be a collection of grpc.StatusCode, got {codes!r}")
+        object.__setattr__(self, "retryable_codes", frozenset(codes))
+        if self.budget is not None and not isinstance(self.budget, RetryBudget):
+            raise TypeError(f"budget must be a RetryBudget or None, got {self.budget!r}")
+        for name in ("retryable", "sleep", "async_sleep", "clock", "random"):
+            if not callable(getattr(self, name)):
+                raise TypeError(f"{name} must be callable, got {getattr(self, name)!r}")
         for name in ("on_retry", "on_give_up"):
             object.__setattr__(self, name, checked(getattr(self, name), name))
 

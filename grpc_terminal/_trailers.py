@@ -19,6 +19,7 @@ import grpc
 from grpc_terminal._errors import Metadata
 
 __all__ = [
+    "MAX_BUDGET",
     "MIN_BUDGET",
     "PUSHBACK_KEY",
     "RESPONSE_HEADERS_ALLOWANCE",
@@ -56,6 +57,11 @@ TRAILER_BUDGET = 4096
 #: detail) takes at most about 800 bytes. A smaller budget is met when it can
 #: be; otherwise the irreducible status is sent and the overrun logged.
 MIN_BUDGET = 1024
+
+#: The largest budget accepted: grpc clients refuse trailers over 8 KiB
+#: (randomly, up to 16 KiB, then always) with RESOURCE_EXHAUSTED by default,
+#: which would turn a terminal failure into a retryable one.
+MAX_BUDGET = 8192
 
 
 #: Counted on top of our own trailers: when a call fails before any response,

@@ -10,7 +10,9 @@ has the mappings for protovalidate and pydantic) or raise a
 A unary request is checked before the handler is called; each message of a
 request stream as the handler reads it (a stream is not read ahead), so the
 messages before a bad one have been handled. A handler that reads with
-``context.read()`` instead of its request iterator is not checked.
+``context.read()`` instead of its request iterator is not checked. What a
+validator returns is ignored (raise to refuse), except that an awaitable
+fails the call: a validator that checks asynchronously would check nothing.
 
 Each wrapper keeps the kind of the behaviour it wraps (function, generator,
 coroutine function, async generator function), since the interceptors pick
@@ -29,15 +31,27 @@ __all__ = ["Validator", "validating"]
 Validator = Callable[[Any], object]
 
 
+def _check(validate: Validator, request: Any) -> None:
+    """Run ``validate(request)``; a validator that returns something pending fails closed."""
+    result = validate(request)
+    if inspect.isawaitable(result):
+        if inspect.iscoroutine(result):
+            result.close()
+        raise TypeError(
+            f"validate returned an awaitable ({type(result).__name__}), which would check nothing: "
+            "the request is refused; a validator must check synchronously and raise"
+        )
+
+
 def _checked(requests: Iterator[Any], validate: Validator) -> Iterator[Any]:
     for request in requests:
-        validate(request)
+        _check(validate, request)
         yield request
 
 
 async def _achecked(requests: AsyncIterator[Any], validate: Validator) -> AsyncIterator[Any]:
     async for request in requests:
-        validate(request)
+        _check(validate, request)
         yield request
 
 
@@ -56,7 +70,7 @@ def validating(
 
     def requests(request: Any) -> Any:
         if not request_streaming:
-            validate(request)
+            _check(validate, request)
             return request
         return _achecked(request, validate) if is_async else _checked(request, validate)
 

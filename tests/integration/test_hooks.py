@@ -12,6 +12,7 @@ caller's context (grpc runs the sync future's callbacks on a thread of its own).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import logging
 import threading
@@ -217,3 +218,52 @@ def test_no_give_up_on_success() -> None:
     with loopback_server(handlers(False), retry=_policy(calls)) as lb:
         assert lb.channel.unary_unary(UNARY, **CLIENT_CODEC)(Msg(value="fine"), timeout=10).value == "ok"
     assert calls.seen == []
+
+
+# -- a hook raising a BaseException ----------------------------------------------------------------
+
+
+class GreenTimeout(BaseException):
+    """Like a green-thread library's timeout: a BaseException that is not an Exception."""
+
+
+def raise_green(*_: object) -> None:
+    raise GreenTimeout()
+
+
+def raise_interrupt(*_: object) -> None:
+    raise KeyboardInterrupt()
+
+
+@AIO
+def test_an_on_error_hook_raising_a_base_exception_changes_nothing(aio: bool) -> None:
+    calls = Calls()
+    options = {"on_error": [raise_green, calls.hook("after")]}
+    with (
+        loopback_server(handlers(aio), aio=aio, interceptor_options=options) as lb,
+        pytest.raises(gt.UserNotProvisionable),  # not DEADLINE_EXCEEDED: the RPC ended at once
+    ):
+        lb.channel.unary_unary(UNARY, **CLIENT_CODEC)(Msg(value="suspended"), timeout=10)
+    assert calls.names() == ["after"]
+
+
+@pytest.mark.parametrize("how", ["blocking", "future"])
+def test_a_client_hook_raising_off_the_main_thread_neither_hangs_nor_changes_the_outcome(how: str) -> None:
+    # Off the main thread a KeyboardInterrupt cannot come from a signal: it is logged and skipped
+    # like any other; a sync future's retry thread then still answers the caller.
+    policy = gt.RetryPolicy(max_attempts=2, initial_backoff=0.001, max_backoff=0.001, jitter=0,
+                            on_retry=raise_interrupt, on_give_up=[raise_green, raise_interrupt])
+    with (
+        loopback_server(handlers(False), retry=policy) as lb,
+        concurrent.futures.ThreadPoolExecutor(1) as pool,
+    ):
+        unary = lb.channel.unary_unary(UNARY, **CLIENT_CODEC)
+
+        def call() -> object:
+            if how == "blocking":
+                return unary(Msg(value="busy"), timeout=10)
+            return unary.future(Msg(value="busy"), timeout=10).result(timeout=10)
+
+        with pytest.raises(gt.Unavailable) as caught:
+            pool.submit(call).result(timeout=20)
+    assert caught.value.retry_history.count == 2  # type: ignore[attr-defined]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import grpc
@@ -90,7 +91,7 @@ def test_wrong_options_are_rejected() -> None:
     with pytest.raises(ValueError, match="budget"):
         gt.ServerInterceptor(budget=10)
     # Under 1024 bytes the irreducible status may not fit: refused, so the budget is a promise.
-    with pytest.raises(ValueError, match="at least 1024"):
+    with pytest.raises(ValueError, match="of 1024 to 8192 bytes"):
         gt.ServerInterceptor(budget=1023)
     with pytest.raises(ValueError, match="budget"):
         gt.ServerInterceptor(budget=True)  # type: ignore[arg-type]
@@ -134,8 +135,23 @@ def test_one_options_value_for_both_interceptors_and_to_status() -> None:
 
 
 def test_options_are_checked_when_built() -> None:
-    with pytest.raises(ValueError, match="at least 1024"):
+    with pytest.raises(ValueError, match="of 1024 to 8192 bytes"):
         gt.ServerOptions(budget=1000)
+    # Over 8 KiB grpc clients refuse the trailers: a terminal failure would arrive as RESOURCE_EXHAUSTED.
+    with pytest.raises(ValueError, match="of 1024 to 8192 bytes"):
+        gt.ServerOptions(budget=8193)
+    assert gt.ServerOptions(budget=8192).budget == 8192
+    # A str is not a bool: "no" must not turn debug on.
+    for name in ("debug", "mask_permission_denied"):
+        for value in ("no", 1, None):
+            with pytest.raises(TypeError, match=rf"^{name} must be True or False"):
+                gt.ServerOptions(**{name: value})
+    with pytest.raises(TypeError, match=r"^logger must be a logging.Logger"):
+        gt.ServerOptions(logger="x")  # type: ignore[arg-type]
+    adapter = logging.LoggerAdapter(logging.getLogger("app"), {"service": "seats"})
+    assert gt.ServerOptions(logger=adapter).logger is adapter
+    with pytest.raises(ValueError, match="printable"):
+        gt.ServerOptions(domain="a\nb")
     with pytest.raises(ValueError, match="domain"):
         gt.ServerOptions(domain="x" * 254)
     with pytest.raises(TypeError, match="not an exception class"):

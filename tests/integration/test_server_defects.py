@@ -29,6 +29,8 @@ import grpc.aio
 import pytest
 from google.protobuf import wrappers_pb2
 from google.rpc import error_details_pb2 as ed
+from google.rpc import status_pb2
+from grpc_status import rpc_status
 
 import grpc_terminal as gt
 
@@ -356,12 +358,18 @@ def test_success_is_sent_with_clean_trailing_metadata(
     assert md.get("x-ok") == "kept" and "x-big" not in md
 
 
-_BIG_BUDGET = gt.ServerOptions(budget=200_000)  # builds a status far over grpc's 16 KiB limit
-
-
 def _oversized_status() -> grpc.Status:
-    links = {f"link {i}": f"https://help.example.invalid/{i}" for i in range(1000)}
-    return gt.to_status(gt.UserNotProvisionable("suspended", help_links=links), options=_BIG_BUDGET)
+    """Our status for a terminal error plus 1,000 help links, far over grpc's 16 KiB limit.
+
+    Built by hand as a service without this library would (grpcio-status):
+    ``budget`` caps what to_status itself can build at 8 KiB.
+    """
+    sent = gt.to_status(gt.UserNotProvisionable("suspended"))
+    status = status_pb2.Status.FromString(dict(sent.trailing_metadata)[gt.STATUS_DETAILS_KEY])
+    links = [ed.Help.Link(description=f"link {i}", url=f"https://help.example.invalid/{i}")
+             for i in range(1000)]
+    status.details.add().Pack(ed.Help(links=links))
+    return rpc_status.to_status(status)
 
 
 def _oversized_sync(request: Msg, context: Any) -> Msg:

@@ -196,3 +196,25 @@ def test_an_async_validator_is_refused() -> None:
 
     with pytest.raises(TypeError, match=r"^validate is an async function"):
         gt.ServerInterceptor(validate=later)
+
+
+@SERVERS
+def test_a_validator_returning_an_awaitable_fails_closed(aio: bool, style: str) -> None:
+    async def async_check(request: Msg) -> None:
+        check(request)
+
+    seen = Seen()
+    options = {**OPTIONS, "validate": lambda request: async_check(request)}
+    with loopback_server(handlers(style, seen), aio=aio, interceptor_options=options) as lb:
+        for kind in ("UU", "SS"):
+            with pytest.raises(gt.Unknown, match=r"^unexpected server error"):
+                call(lb.channel, kind, ["bad but unchecked"])
+    assert seen.values == []  # and no "never awaited" warning: the coroutine was closed
+
+
+def test_an_async_generator_function_is_refused() -> None:
+    async def later(request: Msg) -> AsyncIterator[None]:
+        yield None
+
+    with pytest.raises(TypeError, match=r"^validate is an async function"):
+        gt.ServerOptions(validate=later)

@@ -148,6 +148,9 @@ def test_unspecified_reason_gives_internal_without_detail(caplog: pytest.LogCapt
         (lambda: gt.NotFound("x", metadata={"k": 1}), TypeError, "must be str"),  # type: ignore[dict-item]
         (lambda: gt.Unavailable("x", retry_delay=-1), ValueError, "retry_delay"),
         (lambda: gt.Unavailable("x", retry_delay=float("nan")), ValueError, "retry_delay"),
+        (lambda: gt.Unavailable("x", retry_delay=10**400), ValueError, "between 0 and"),  # no OverflowError
+        (lambda: gt.Unavailable("x", retry_delay=True), TypeError, "number of seconds"),
+        (lambda: gt.Unavailable("x", retry_delay="5"), TypeError, "number of seconds"),  # type: ignore[arg-type]
         (lambda: gt.InvalidArgument("x", field_violations=[("only-one",)]), TypeError, "pairs"),  # type: ignore[list-item]
         (lambda: gt.InvalidArgument("x", extra_details=["not a message"]), TypeError, "protobuf"),  # type: ignore[list-item]
     ],

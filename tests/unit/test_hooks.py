@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 from typing import Any
 
 import grpc
@@ -210,3 +211,73 @@ def test_a_grpc_error_is_reported_as_the_typed_error_raised() -> None:
     with pytest.raises(gt.NotFound) as caught:
         _policy(seen).call(Busy(error=raw))
     assert seen[0][1][1] is caught.value is raw
+
+
+# -- what a hook raises, BaseException included ---------------------------------------------------
+
+
+class GreenTimeout(BaseException):
+    """Like a green-thread library's timeout: a BaseException that is not an Exception."""
+
+
+@pytest.mark.parametrize("raised", [GreenTimeout, GeneratorExit, asyncio.CancelledError])
+def test_a_base_exception_from_a_hook_is_logged_and_skipped(
+    raised: type[BaseException], caplog: pytest.LogCaptureFixture
+) -> None:
+    seen: list[object] = []
+
+    def hook(*_: object) -> None:
+        raise raised()
+
+    with caplog.at_level(logging.ERROR, logger=LOG.name):
+        notify((hook, seen.append), LOG, "on_error", "event")
+    assert seen == ["event"]
+    assert [r.getMessage() for r in caplog.records] == [f"on_error hook failed: {hook!r}"]
+
+
+@pytest.mark.parametrize("raised", [KeyboardInterrupt, SystemExit])
+def test_stopping_the_program_goes_up_on_the_main_thread_only(raised: type[BaseException]) -> None:
+    def hook(*_: object) -> None:
+        raise raised()
+
+    with pytest.raises(raised):
+        notify(hook, LOG, "on_error")  # pytest runs tests on the main thread
+    outcome: list[BaseException | None] = []
+
+    def elsewhere() -> None:
+        try:
+            notify(hook, LOG, "on_error")
+        except BaseException as exc:  # recorded for the assertion below
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    thread.join(10)
+    assert outcome == [None]
+
+
+def test_a_policy_hook_raising_a_base_exception_keeps_the_outcome() -> None:
+    def hook(*_: object) -> None:
+        raise GreenTimeout()
+
+    policy = gt.RetryPolicy(max_attempts=2, initial_backoff=0, max_backoff=0, jitter=0,
+                            sleep=lambda _: None, on_retry=hook, on_give_up=hook)
+    with pytest.raises(gt.Unavailable) as caught:
+        policy.call(Busy())
+    assert caught.value.retry_history.count == 2
+
+
+def test_policy_fields_of_the_wrong_kind_are_refused() -> None:
+    with pytest.raises(TypeError, match=r"^budget must be a RetryBudget or None"):
+        gt.RetryPolicy(budget=3)  # type: ignore[arg-type]
+    for codes in ({"x"}, "UNAVAILABLE", 14):
+        with pytest.raises(TypeError, match=r"^retryable_codes must be a collection of grpc.StatusCode"):
+            gt.RetryPolicy(retryable_codes=codes)  # type: ignore[arg-type]
+    for name in ("retryable", "sleep", "async_sleep", "clock", "random"):
+        with pytest.raises(TypeError, match=rf"^{name} must be callable"):
+            gt.RetryPolicy(**{name: 5})
+    assert gt.RetryPolicy(retryable_codes=[grpc.StatusCode.UNAVAILABLE]).retryable_codes == frozenset(
+        {grpc.StatusCode.UNAVAILABLE}
+    )
