@@ -12,7 +12,7 @@ GEN_OUT := grpc_terminal/_gen
 
 export GT_PROTOC_PYTHON := $(abspath $(GEN_VENV))/bin/python
 
-.PHONY: test test-wheel lint proto demo interop bench fuzz soak test-floor mutate docs docs-serve clean
+.PHONY: test test-wheel lint proto demo interop bench fuzz soak test-floor test-extras-floor mutate docs docs-serve clean
 
 # editable_mode=compat: a plain path entry, so mypy and pyright run from any
 # folder find grpc_terminal in this venv (the default import-hook mode hides it).
@@ -102,5 +102,18 @@ test-floor: $(GEN_STAMP)
 	.venv-floor/bin/pytest -p no:cacheprovider -m 'not slow' --ignore=tests/interop \
 	  --ignore=tests/extras tests
 
+# The integrations' extras at their declared floors (pyproject.toml), over the
+# newest core dependencies: each extra's tests against its oldest release.
+EXTRAS_FLOOR := 'opentelemetry-api==1.24.0' 'opentelemetry-sdk==1.24.0' \
+  'opentelemetry-instrumentation-grpc==0.45b0' 'prometheus-client==0.20.0' 'pydantic==2.4.0' \
+  'protovalidate==2.1.0'
+test-extras-floor:
+	rm -rf .venv-extras-floor
+	$(PYTHON) -m venv .venv-extras-floor
+	.venv-extras-floor/bin/pip install -q --upgrade pip
+	.venv-extras-floor/bin/pip install -q -e . $(EXTRAS_FLOOR) 'pytest>=8' 'pytest-timeout' 'pytest-asyncio' 'hypothesis'
+	.venv-extras-floor/bin/pytest -p no:cacheprovider -m 'not slow' tests/extras/test_otel.py \
+	  tests/extras/test_prometheus.py tests/extras/test_validation.py
+
 clean:
-	rm -rf $(VENV) $(GEN_VENV) .venv-floor $(WHEEL_VENV) build dist site .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(GEN_VENV) .venv-floor .venv-extras-floor $(WHEEL_VENV) build dist site .mypy_cache .pytest_cache .ruff_cache
