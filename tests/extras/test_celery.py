@@ -317,3 +317,24 @@ def test_celery_control_flow_and_direct_calls_pass_through() -> None:
     with pytest.raises(grpc.RpcError) as caught:
         celery_app.call_by_hand("127.0.0.1:1", "k", {"max_attempts": 5})
     assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+@pytest.mark.parametrize("earlier", [None, 7])
+def test_eager_runs_retry_at_once_and_leave_the_task_as_it_was(earlier: int | None) -> None:
+    # task.apply() (and task_always_eager) run the retries in process, without countdowns.
+    task = celery_app.app.tasks["gt.call_by_hand"]
+    if earlier is not None:
+        task.override_max_retries = earlier
+    srv = SyncServer(workers=2)
+    try:
+        scenario = Scenario(raise_=gt.Unavailable("busy", retry_delay=DELAY))
+        started = time.monotonic()
+        result = task.apply(args=[f"127.0.0.1:{srv.port}", register(scenario), {"max_attempts": 3}])
+        took = time.monotonic() - started
+    finally:
+        srv.stop()
+        state = vars(task).pop("override_max_retries", None)
+    assert result.state == "FAILURE" and isinstance(result.result, gt.Unavailable)
+    assert result.result.retry_history.stopped is gt.StopReason.EXHAUSTED
+    assert len(scenario.calls) == 3 and took < 2 * DELAY
+    assert state == earlier  # Celery's override_max_retries, put back as it was
