@@ -57,7 +57,8 @@ class WholeMessageTransport(filesystem.Transport):
 def configure(app: Celery, folder: Path) -> None:
     """Point ``app`` at a broker and a result folder under ``folder`` (created)."""
     broker, processed, results = folder / "broker", folder / "processed", folder / "results"
-    for path in (broker, processed, results):
+    control = folder / "control"
+    for path in (broker, processed, results, control):
         path.mkdir(parents=True, exist_ok=True)
     app.conf.update(
         broker_url="filesystem://",
@@ -67,6 +68,7 @@ def configure(app: Celery, folder: Path) -> None:
             "data_folder_out": str(broker),
             "processed_folder": str(processed),
             "store_processed": True,
+            "control_folder": str(control),  # exchange tables (else ./control)
             "polling_interval": POLL,
         },
         broker_connection_retry_on_startup=True,

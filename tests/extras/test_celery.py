@@ -265,17 +265,20 @@ def test_a_header_of_the_wrong_kind_counts_as_a_first_run(worker: Worker, addres
 
 
 def test_a_start_in_the_future_or_the_far_past_is_clamped(worker: Worker, address: str) -> None:
+    # far past: the deadline has passed, so the first failure here is the last
     far_past = Scenario(raise_=gt.Unavailable("503"))
     with pytest.raises(gt.Unavailable) as caught:
         worker.result("gt.call_by_hand", address, register(far_past), {"max_attempts": 5, "timeout": 60},
                       headers={HEADER: carried(1, started=-1e300)})
     assert len(far_past.calls) == 1 and caught.value.retry_history.stopped is gt.StopReason.DEADLINE
-    future = Scenario()
-    stamped(future, lambda n: gt.Unavailable("503") if n == 1 else None)
-    key = register(future)
-    assert worker.result("gt.call_by_hand", address, key, {"max_attempts": 5, "timeout": 60},
-                         headers={HEADER: carried(1, started=1e300)}) == "ok"
-    assert len(future.calls) == 2
+    # future (a clock ahead, or a forged start): counted from now, so the timeout still holds
+    future = Scenario(raise_=gt.Unavailable("busy", retry_delay=DELAY))
+    with pytest.raises(gt.Unavailable) as caught:
+        worker.result("gt.call_by_hand", address, register(future), {"max_attempts": 6, "timeout": 0.4},
+                      headers={HEADER: carried(1, started=1e300)})
+    assert len(future.calls) == 2, worker.tail()
+    assert caught.value.retry_history.stopped is gt.StopReason.DEADLINE
+    assert caught.value.retry_history.count == 3 and 0 <= caught.value.retry_history.elapsed < 5
 
 
 # -- in process: what needs no worker -----------------------------------------------------
@@ -309,8 +312,13 @@ def test_wrong_kinds_are_refused() -> None:
 
 def test_celery_control_flow_and_direct_calls_pass_through() -> None:
     task = celery_app.app.tasks["gt.call"]
-    for exc in (Retry(), Ignore(), KeyboardInterrupt()):
-        assert retry(task, exc) is exc
+    task.push_request(id="t1", called_directly=False)  # as in a worker
+    try:
+        for exc in (Retry(), Ignore(), KeyboardInterrupt()):
+            assert retry(task, exc) is exc
+            assert getattr(exc, "retry_history", None) is None and not getattr(exc, "__notes__", None)
+    finally:
+        task.pop_request()
     # called as a plain function there is no worker to schedule a run: the error is left as it is
     unavailable = gt.Unavailable("503")
     assert retry(task, unavailable) is unavailable and unavailable.retry_history is None
