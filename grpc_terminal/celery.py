@@ -40,9 +40,10 @@ The policy's ``max_attempts`` counts runs (the first included) and its
 clock, so runs may move between workers). The attempts made so far travel
 with the task in one message header (:data:`HEADER`, a short JSON text,
 about 150 bytes per attempt); Celery's own ``max_retries`` is not consulted
-for these retries. The policy's ``on_retry`` hooks are called before each
-scheduled run, its budget counts in the worker process, and its ``sleep``
-is never used.
+for these retries. The policy's ``on_retry`` hooks are called in the worker
+before each run is scheduled, its ``on_give_up`` hooks once when the task
+gives up (with the history of every run), its budget counts per worker
+process, and its ``sleep`` is never used.
 
 For the failed task's ``AsyncResult.get()`` to raise the typed error with its
 details and history, the result backend must store exceptions with pickle

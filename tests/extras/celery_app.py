@@ -9,6 +9,7 @@ folder, to send tasks and read their results.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
@@ -120,11 +121,21 @@ def call_by_hand(self: Task[Any, Any], address: str, key: str, options: dict[str
     """Call the server on a raw channel (grpc's own errors) and decide in ``except`` with retry().
 
     ``options``: the policy's fields (``max_attempts``, ``timeout``, ``max_server_delay``),
-    and ``raising_hook``: an ``on_retry`` hook that raises.
+    ``raising_hook``: an ``on_retry`` hook that raises, and ``give_up_log``: a file the
+    ``on_give_up`` hook appends ``[count, stopped, error class]`` to.
     """
-    fields = {k: v for k, v in options.items() if k != "raising_hook"}
+    fields = {k: v for k, v in options.items() if k not in ("raising_hook", "give_up_log")}
     hook = _raising_hook if options.get("raising_hook") else None
-    policy = gt.RetryPolicy(initial_backoff=0.01, max_backoff=0.05, jitter=0, on_retry=hook, **fields)
+    log = options.get("give_up_log")
+
+    def give_up(history: gt.RetryHistory, error: BaseException) -> None:
+        if log is not None:
+            with open(log, "a") as out:
+                out.write(json.dumps([history.count, history.stopped.value, type(error).__name__]) + "\n")
+
+    policy = gt.RetryPolicy(
+        initial_backoff=0.01, max_backoff=0.05, jitter=0, on_retry=hook, on_give_up=give_up, **fields
+    )
     try:
         return _call(address, key, intercepted=False)
     except Exception as exc:

@@ -162,6 +162,16 @@ def test_exhausted_transient_reaches_get_typed_with_every_run(worker: Worker, ad
     assert gt.retry_delay(caught.value) == 0.02  # the details survived the trip
 
 
+def test_on_give_up_is_called_once_with_every_run(worker: Worker, address: str, tmp_path: Path) -> None:
+    log = tmp_path / "give-up.jsonl"
+    scenario = Scenario(raise_=gt.Unavailable("upstream 503"))
+    with pytest.raises(gt.Unavailable):
+        options = {"max_attempts": 3, "give_up_log": str(log)}
+        worker.result("gt.call_by_hand", address, register(scenario), options)
+    assert len(scenario.calls) == 3, worker.tail()
+    assert log.read_text().splitlines() == ['[3, "exhausted", "Unavailable"]']
+
+
 def test_not_retryable_runs_once_with_its_details(worker: Worker, address: str) -> None:
     invalid = gt.InvalidArgument("bad request", field_violations={"items[0].id": "required"})
     scenario = Scenario(raise_=invalid)
