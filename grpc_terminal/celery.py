@@ -108,7 +108,7 @@ def retry(task: Task[Any, Any], exc: BaseException, policy: RetryPolicy | None =
             except Exception as exc:
                 raise retry(self, exc, policy)
 
-    It returns (never raises):
+    It returns:
 
     * Celery's ``Retry``, after publishing the next run (with ``countdown``
       the policy's wait and the attempts so far in :data:`HEADER`), when the
@@ -121,6 +121,9 @@ def retry(task: Task[Any, Any], exc: BaseException, policy: RetryPolicy | None =
       (``KeyboardInterrupt``, ``SystemExit``), and when the task was called
       directly rather than run by a worker (there is no run to schedule).
 
+    When the next run cannot be published (the broker is down), Celery's own
+    ``task.retry`` raises ``Reject``, and so does this.
+
     Args:
         task: the bound task (``self`` of ``@app.task(bind=True)``), running now.
         exc: the exception the task body raised.
@@ -129,6 +132,7 @@ def retry(task: Task[Any, Any], exc: BaseException, policy: RetryPolicy | None =
 
     Raises:
         TypeError: ``policy`` is not a ``RetryPolicy``, or ``exc`` is not an exception.
+        celery.exceptions.Reject: the next run could not be published.
     """
     return _decide(task, exc, _checked(policy), None)
 

@@ -25,8 +25,9 @@ import pytest
 
 pytest.importorskip("celery", reason="the celery extra is not installed")
 
+from celery import Celery, Task
 from celery.app.task import Context
-from celery.exceptions import Ignore, Retry
+from celery.exceptions import Ignore, Reject, Retry
 
 import grpc_terminal as gt
 from grpc_terminal.celery import HEADER, _carried, retry, retrying
@@ -356,3 +357,21 @@ def test_eager_runs_retry_at_once_and_leave_the_task_as_it_was(earlier: int | No
     assert result.result.retry_history.stopped is gt.StopReason.EXHAUSTED
     assert len(scenario.calls) == 3 and took < 2 * DELAY
     assert state == earlier  # Celery's override_max_retries, put back as it was
+
+
+def test_a_run_that_cannot_be_published_is_rejected(tmp_path: Path) -> None:
+    app = Celery("unpublishable", set_as_current=False)
+    celery_app.configure(app, tmp_path)
+    app.conf.task_publish_retry = False
+    (tmp_path / "broker").rmdir()  # where the next run would be written
+
+    @app.task(bind=True)
+    def grant(self: Task[Any, Any]) -> None: ...
+
+    grant.push_request(id="t1", called_directly=False, retries=0)
+    try:
+        with pytest.raises(Reject):
+            retry(grant, gt.Unavailable("503"), gt.RetryPolicy(max_attempts=3))
+    finally:
+        grant.pop_request()
+        app.close()
