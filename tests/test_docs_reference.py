@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The package as imported (the installed wheel under make test-wheel), read as source.
 PACKAGE = Path(grpc_terminal.__file__).resolve().parent
 REFERENCE = ROOT / "docs" / "reference"
-ADAPTERS = ("tenacity", "api_core", "temporal", "testing", "otel", "prometheus", "validation")
+ADAPTERS = ("tenacity", "api_core", "temporal", "testing", "otel", "prometheus", "validation", "celery")
 
 _ENTRY = re.compile(r"^::: ([\w.]+)\s*$", re.MULTILINE)
 
