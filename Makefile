@@ -106,14 +106,14 @@ test-floor: $(GEN_STAMP)
 # newest core dependencies: each extra's tests against its oldest release.
 EXTRAS_FLOOR := 'opentelemetry-api==1.24.0' 'opentelemetry-sdk==1.24.0' \
   'opentelemetry-instrumentation-grpc==0.45b0' 'prometheus-client==0.20.0' 'pydantic==2.4.0' \
-  'protovalidate==2.1.0'
+  'protovalidate==2.1.0' 'celery==5.3.0' 'kombu==5.3.0'
 test-extras-floor:
 	rm -rf .venv-extras-floor
 	$(PYTHON) -m venv .venv-extras-floor
 	.venv-extras-floor/bin/pip install -q --upgrade pip
 	.venv-extras-floor/bin/pip install -q -e . $(EXTRAS_FLOOR) 'pytest>=8' 'pytest-timeout' 'pytest-asyncio' 'hypothesis'
 	.venv-extras-floor/bin/pytest -p no:cacheprovider -m 'not slow' tests/extras/test_otel.py \
-	  tests/extras/test_prometheus.py tests/extras/test_validation.py
+	  tests/extras/test_prometheus.py tests/extras/test_validation.py tests/extras/test_celery.py
 
 clean:
 	rm -rf $(VENV) $(GEN_VENV) .venv-floor .venv-extras-floor $(WHEEL_VENV) build dist site .mypy_cache .pytest_cache .ruff_cache

@@ -518,6 +518,26 @@ class RetryRun:
         self.attempts: list[Attempt] = []
         self.stopped: StopReason | None = None
 
+    @classmethod
+    def resumed(cls, policy: RetryPolicy, attempts: Sequence[Attempt], elapsed: float) -> RetryRun:
+        """A run that already made ``attempts`` and started ``elapsed`` seconds ago.
+
+        For a call whose attempts run in separate processes (a Celery task's
+        runs): the next failure is attempt ``len(attempts) + 1``, and the
+        policy's ``timeout`` counts from the first attempt.
+
+        Args:
+            policy: the retry policy.
+            attempts: the failed attempts so far, in order.
+            elapsed: seconds since the first attempt started (at least 0).
+        """
+        run = cls(policy)
+        run.attempts = list(attempts)
+        run.start -= elapsed
+        if run.deadline is not None:
+            run.deadline -= elapsed
+        return run
+
     def remaining(self) -> float | None:
         """Seconds left before the overall deadline, or None."""
         return None if self.deadline is None else self.deadline - self.policy.clock()

@@ -200,7 +200,7 @@ def _decide(
     if first is None:
         first = now if started is None or not is_finite(started) else min(started, now)
     elapsed = min(max(now - first, 0.0), MAX_DURATION)
-    run = _resumed(policy, attempts, elapsed)
+    run = RetryRun.resumed(policy, attempts, elapsed)
     wait = run.failed(exc)
     if wait is None:
         return run.give_up(exc)
@@ -208,16 +208,6 @@ def _decide(
     typed = from_rpc_error(exc) if raw else exc
     headers = {**(request.headers or {}), HEADER: _encode(run.attempts, now - elapsed)}
     return _schedule(task, typed, wait, headers)
-
-
-def _resumed(policy: RetryPolicy, attempts: list[Attempt], elapsed: float) -> RetryRun:
-    """A policy run that already made ``attempts`` and started ``elapsed`` seconds ago."""
-    run = RetryRun(policy)
-    run.attempts = attempts
-    run.start -= elapsed
-    if run.deadline is not None:
-        run.deadline -= elapsed
-    return run
 
 
 def _schedule(task: Task[Any, Any], exc: Exception, wait: float, headers: dict[str, Any]) -> BaseException:

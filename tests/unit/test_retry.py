@@ -1178,3 +1178,24 @@ def test_max_attempts_must_be_an_int_of_at_least_one(max_attempts: object) -> No
     message = f"max_attempts must be an int >= 1 or None, got {max_attempts!r}"
     with pytest.raises(ValueError, match=exactly(message)):
         RetryPolicy(max_attempts=max_attempts)  # type: ignore[arg-type]
+
+
+def test_a_resumed_run_counts_earlier_attempts_and_time() -> None:
+    ft = FakeTime()
+    policy = ft.policy(max_attempts=3, timeout=10.0, jitter=0)
+    first = RetryRun(policy)
+    assert first.failed(gt.Unavailable("one")) == 0.1
+    ft.now += 4.0
+    run = RetryRun.resumed(policy, first.attempts, elapsed=4.0)
+    assert run.attempts == first.attempts and run.attempts is not first.attempts
+    assert run.remaining() == pytest.approx(6.0)
+    assert run.failed(gt.Unavailable("two")) == 0.2  # the second retry's backoff
+    assert run.failed(gt.Unavailable("three")) is None  # the third attempt of three
+    history = run.history()
+    assert (history.count, history.stopped, history.elapsed) == (3, StopReason.EXHAUSTED, 4.0)
+
+
+def test_a_resumed_run_without_a_timeout_has_no_deadline() -> None:
+    ft = FakeTime()
+    run = RetryRun.resumed(ft.policy(), [], elapsed=100.0)
+    assert (run.remaining(), run.history().elapsed) == (None, 100.0)
