@@ -4,7 +4,11 @@ One service, ``bench.Bench``, with a unary method and a server-streaming
 method. The request's value says what the handler does: ``ok`` answers,
 ``raise`` raises a terminal error (what a grpc-terminal user writes), ``abort``
 calls ``context.abort`` with the same code and message (what a user of plain
-grpcio writes), ``plain`` raises an ordinary exception (grpcio sends UNKNOWN).
+grpcio writes), ``status`` builds the same ``google.rpc.Status`` grpc-terminal
+sends (ProvisionFailureDetail + ErrorInfo, same message) by hand and calls
+``context.abort_with_status(rpc_status.to_status(...))`` (what a user of
+grpcio-status writes to send the same details), ``plain`` raises an ordinary
+exception (grpcio sends UNKNOWN).
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from google.protobuf import wrappers_pb2
+from google.protobuf import any_pb2, wrappers_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 import grpc_terminal as gt
 
@@ -30,6 +36,8 @@ __all__ = [
     "aio_client_interceptors",
     "aio_handlers",
     "aio_server_interceptors",
+    "hand_written_decode",
+    "hand_written_status",
     "method_path",
     "sync_client_interceptors",
     "sync_handlers",
@@ -69,11 +77,29 @@ class Boom(Exception):
     """An ordinary application exception."""
 
 
+def hand_written_status() -> grpc.Status:
+    """The status grpc-terminal sends for the benchmark's terminal error, built by hand.
+
+    What a handler on plain grpcio + grpcio-status writes to send the same
+    details: built on every call, as a handler would.
+    """
+    detail = any_pb2.Any()
+    detail.Pack(gt.ProvisionFailureDetail(reason=gt.Reason.USER_NOT_PROVISIONABLE.value,
+                                          detail=TERMINAL_MESSAGE))
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason="USER_NOT_PROVISIONABLE", domain="grpc-terminal"))
+    status = status_pb2.Status(code=grpc.StatusCode.FAILED_PRECONDITION.value[0], message=TERMINAL_MESSAGE,
+                               details=[detail, info])
+    return rpc_status.to_status(status)
+
+
 def _fail_sync(mode: str, context: grpc.ServicerContext) -> None:
     if mode == "raise":
         raise gt.UserNotProvisionable(TERMINAL_MESSAGE)
     if mode == "abort":
         context.abort(grpc.StatusCode.FAILED_PRECONDITION, TERMINAL_MESSAGE)
+    if mode == "status":
+        context.abort_with_status(hand_written_status())
     if mode == "plain":
         raise Boom(TERMINAL_MESSAGE)
 
@@ -83,6 +109,8 @@ async def _fail_aio(mode: str, context: grpc.aio.ServicerContext[Any, Any]) -> N
         raise gt.UserNotProvisionable(TERMINAL_MESSAGE)
     if mode == "abort":
         await context.abort(grpc.StatusCode.FAILED_PRECONDITION, TERMINAL_MESSAGE)
+    if mode == "status":
+        await context.abort_with_status(hand_written_status())
     if mode == "plain":
         raise Boom(TERMINAL_MESSAGE)
 
@@ -357,9 +385,23 @@ class AioProxyChannel:
         return _AioProxyCallable(self._raw.unary_stream(method, **kwargs), True)
 
 
+def hand_written_decode(err: grpc.RpcError) -> tuple[Any, ...]:
+    """What a grpcio-status client writes to read those details back: the status and its two details."""
+    status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    if status is None:
+        return ()
+    detail, info = gt.ProvisionFailureDetail(), error_details_pb2.ErrorInfo()
+    for packed in status.details:
+        if packed.Is(detail.DESCRIPTOR):
+            packed.Unpack(detail)
+        elif packed.Is(info.DESCRIPTOR):
+            packed.Unpack(info)
+    return status, detail, info
+
+
 def sync_client_interceptors(variant: str) -> list[Any] | None:
     """None means: use the raw channel, not ``grpc.intercept_channel``."""
-    if variant == "none":
+    if variant in ("none", "grpcio-status"):
         return None
     if variant == "noop":
         return [_SyncClientNoop()]
@@ -373,7 +415,7 @@ def sync_client_interceptors(variant: str) -> list[Any] | None:
 
 
 def aio_client_interceptors(variant: str) -> list[Any] | None:
-    if variant == "none":
+    if variant in ("none", "grpcio-status"):
         return None
     if variant == "noop":
         return [_AioUUNoop(), _AioUSNoop()]

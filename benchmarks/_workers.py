@@ -148,12 +148,18 @@ class _SyncDriver:
                     count += 1
                 return count
             except grpc.RpcError as err:
+                if self.variant == "grpcio-status":
+                    svc.hand_written_decode(err)
                 return err
 
-        # One thread: a sync client's cost per call, without thread contention.
-        del concurrency
         wall0, cpu0 = time.perf_counter(), time.process_time()
-        results = [one() for _ in range(n)]
+        if concurrency <= 1:
+            # One thread: a sync client's cost per call, without thread contention.
+            results = [one() for _ in range(n)]
+        else:
+            # Under load: ``concurrency`` threads share the calls.
+            with futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
+                results = list(pool.map(lambda _: one(), range(n)))
         cpu1, wall1 = time.process_time(), time.perf_counter()
         for outcome in results:
             outcomes.add(_expect(kind, mode, outcome))
@@ -204,6 +210,8 @@ class _AioDriver:
                     count += 1
                 return count
             except grpc.RpcError as err:
+                if self.variant == "grpcio-status":
+                    svc.hand_written_decode(err)
                 return err
 
         async def worker(calls: int) -> None:

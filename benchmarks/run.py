@@ -27,13 +27,23 @@ import grpc_terminal as gt
 from benchmarks import _service as svc
 from benchmarks._stats import summarize
 from benchmarks._workers import ClientProc, ServerProc, measure
-from benchmarks.codec import run_codec
+from benchmarks.codec import run_codec, run_scaling
 from benchmarks.retry import run_retry
 from benchmarks.wrapper import run_wrapper
 
 __all__ = ["Config", "main", "run"]
 
 STYLES = ("sync", "aio")
+#: The failing-RPC variants: (server interceptor, handler mode, client variant).
+#: *hand-written* sends the same google.rpc.Status as *ours*, built by hand with
+#: grpcio-status, and its client reads it back with ``rpc_status.from_call``.
+FAILURE_VARIANTS: dict[str, tuple[str, str, str]] = {
+    "context.abort": ("none", "abort", "none"),
+    "hand-written": ("none", "status", "grpcio-status"),
+    "ours": ("ours", "raise", "ours"),
+}
+#: Concurrent callers under load: aio tasks on one client, sync threads on one client.
+LOAD_CONCURRENCY = {"aio": 64, "sync": 16}
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCHEMA = "grpc-terminal-bench/1"
 
@@ -51,6 +61,8 @@ class Config:
     codec_samples: int
     codec_target_s: float
     retry_reps: int
+    load_rpcs: int
+    load_reps: int
     initial_backoff: float
     max_backoff: float
     multiplier: float
@@ -58,12 +70,12 @@ class Config:
 
 FULL = Config(
     reps=8, unary_rpcs=1000, stream_rpcs=800, failing_rpcs=600, warmup_rpcs=200, concurrency=1,
-    codec_samples=21, codec_target_s=0.05, retry_reps=3,
+    codec_samples=21, codec_target_s=0.05, retry_reps=3, load_rpcs=4000, load_reps=5,
     initial_backoff=0.1, max_backoff=1.0, multiplier=2.0,
 )
 SMOKE = Config(
     reps=2, unary_rpcs=25, stream_rpcs=10, failing_rpcs=20, warmup_rpcs=10, concurrency=2,
-    codec_samples=3, codec_target_s=0.002, retry_reps=1,
+    codec_samples=3, codec_target_s=0.002, retry_reps=1, load_rpcs=128, load_reps=1,
     initial_backoff=0.005, max_backoff=0.02, multiplier=2.0,
 )
 
@@ -103,8 +115,8 @@ def _success_benchmarks(cfg: Config, log: Any) -> dict[str, Any]:
     # The failure path has processes of its own: a process that served or
     # received failures costs more per RPC afterwards, which would bias the
     # success rows of whichever variants took part.
-    failing = {(style, v): (ServerProc(style, v), ClientProc(style, v))
-               for style in STYLES for v in ("none", "ours")}
+    failing = {(style, v): (ServerProc(style, server), ClientProc(style, client))
+               for style in STYLES for v, (server, _, client) in FAILURE_VARIANTS.items()}
     try:
         for proc in [*clients.values(), *(c for _, c in failing.values())]:
             proc.wait_ready()
@@ -119,8 +131,7 @@ def _success_benchmarks(cfg: Config, log: Any) -> dict[str, Any]:
             for kind in svc.KINDS:
                 client.run(client_server.port, kind, "ok", cfg.warmup_rpcs, conc[style])
         for (style, variant), (server, client) in failing.items():
-            client.run(server.port, "unary", "abort" if variant == "none" else "raise",
-                       cfg.warmup_rpcs, conc[style])
+            client.run(server.port, "unary", FAILURE_VARIANTS[variant][1], cfg.warmup_rpcs, conc[style])
 
         server_rows: dict[tuple[str, str], dict[str, list[dict[str, Any]]]] = {
             (style, kind): {v: [] for v in variants} for style in STYLES for kind in svc.KINDS
@@ -129,7 +140,7 @@ def _success_benchmarks(cfg: Config, log: Any) -> dict[str, Any]:
             (style, kind): {v: [] for v in svc.CLIENT_VARIANTS} for style in STYLES for kind in svc.KINDS
         }
         failure_rows: dict[str, dict[str, list[dict[str, Any]]]] = {
-            style: {"context.abort": [], "ours": []} for style in STYLES
+            style: {v: [] for v in FAILURE_VARIANTS} for style in STYLES
         }
         for rep in range(cfg.reps):
             log(f"repetition {rep + 1}/{cfg.reps}")
@@ -145,13 +156,13 @@ def _success_benchmarks(cfg: Config, log: Any) -> dict[str, Any]:
                             measure(client_server, clients[(style, variant)], kind, "ok", _rpcs(cfg, kind),
                                     conc[style])
                         )
-                # End to end, one failing unary RPC: plain abort vs ours raising a TerminalError.
-                for variant in _rotated(("context.abort", "ours"), rep):
-                    key = "none" if variant == "context.abort" else "ours"
-                    mode = "abort" if variant == "context.abort" else "raise"
-                    server, client = failing[(style, key)]
+                # End to end, one failing unary RPC: plain abort, the same status
+                # built by hand, ours raising a TerminalError.
+                for variant in _rotated(tuple(FAILURE_VARIANTS), rep):
+                    server, client = failing[(style, variant)]
                     failure_rows[style][variant].append(
-                        measure(server, client, "unary", mode, cfg.failing_rpcs, conc[style])
+                        measure(server, client, "unary", FAILURE_VARIANTS[variant][1], cfg.failing_rpcs,
+                                conc[style])
                     )
     finally:
         for proc in [*clients.values(), *servers.values(), *(p for pair in failing.values() for p in pair)]:
@@ -176,13 +187,20 @@ def _success_benchmarks(cfg: Config, log: Any) -> dict[str, Any]:
 
     def e2e(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         totals = {v: [s["server_us"] + s["client_us"] for s in samples] for v, samples in rows.items()}
+        servers = _group(rows, "server_us")
         ratios = _ratios(totals, "context.abort")
+        server_to_abort = _ratios(servers, "context.abort")
+        server_to_hand = _ratios(servers, "hand-written")
+        total_to_hand = _ratios(totals, "hand-written")
         return {
             variant: {
-                "server_cpu_us_per_rpc": summarize([s["server_us"] for s in samples]),
+                "server_cpu_us_per_rpc": summarize(servers[variant]),
                 "client_cpu_us_per_rpc": summarize([s["client_us"] for s in samples]),
                 "total_cpu_us_per_rpc": summarize(totals[variant]),
                 "ratio_to_context_abort": ratios[variant],
+                "server_ratio_to_context_abort": server_to_abort[variant],
+                "server_ratio_to_hand_written": server_to_hand[variant],
+                "total_ratio_to_hand_written": total_to_hand[variant],
                 "outcomes": sorted({o for s in samples for o in s["outcomes"]}),
             }
             for variant, samples in rows.items()
@@ -198,6 +216,49 @@ def _success_benchmarks(cfg: Config, log: Any) -> dict[str, Any]:
         "failure_e2e": {f"{style} server, {style} client, unary": e2e(rows)
                         for style, rows in failure_rows.items()},
     }
+
+
+def _load_benchmarks(cfg: Config, log: Any) -> dict[str, Any]:
+    """Failing RPCs per second under load: ours against the hand-written status, interleaved."""
+    variants = ("hand-written", "ours")
+    procs = {
+        (style, v): (ServerProc(style, FAILURE_VARIANTS[v][0], workers=LOAD_CONCURRENCY["sync"]),
+                     ClientProc(style, FAILURE_VARIANTS[v][2]))
+        for style in STYLES for v in variants
+    }
+    rows: dict[str, dict[str, list[dict[str, Any]]]] = {style: {v: [] for v in variants} for style in STYLES}
+    try:
+        for (style, v), (server, client) in procs.items():
+            client.run(server.port, "unary", FAILURE_VARIANTS[v][1], cfg.warmup_rpcs, LOAD_CONCURRENCY[style])
+        for rep in range(cfg.load_reps):
+            log(f"under load: repetition {rep + 1}/{cfg.load_reps}")
+            for style in _rotated(STYLES, rep):
+                for v in _rotated(variants, rep):
+                    server, client = procs[(style, v)]
+                    rows[style][v].append(measure(server, client, "unary", FAILURE_VARIANTS[v][1],
+                                                  cfg.load_rpcs, LOAD_CONCURRENCY[style]))
+    finally:
+        for pair in procs.values():
+            for proc in pair:
+                proc.close()
+    out: dict[str, Any] = {}
+    for style, by_variant in rows.items():
+        rates = {v: [1e6 / s["wall_us"] for s in samples] for v, samples in by_variant.items()}
+        servers = _group(by_variant, "server_us")
+        rate_ratio = _ratios(rates, "hand-written")
+        cpu_ratio = _ratios(servers, "hand-written")
+        callers = f"{LOAD_CONCURRENCY[style]} {'tasks' if style == 'aio' else 'threads'}"
+        out[f"{style} server, {style} client, {callers}"] = {
+            v: {
+                "failing_rpcs_per_s": summarize(rates[v]),
+                "server_cpu_us_per_rpc": summarize(servers[v]),
+                "rate_ratio_to_hand_written": rate_ratio[v],
+                "server_ratio_to_hand_written": cpu_ratio[v],
+                "outcomes": sorted({o for s in samples for o in s["outcomes"]}),
+            }
+            for v, samples in by_variant.items()
+        }
+    return out
 
 
 def _machine() -> dict[str, Any]:
@@ -242,10 +303,14 @@ def run(cfg: Config, log: Any = print) -> dict[str, Any]:
         "config": asdict(cfg),
     }
     result.update(_success_benchmarks(cfg, log))
+    log("failure path under load")
+    result["failure_load"] = _load_benchmarks(cfg, log)
     log("client success path: the wrapper alone, in process")
     result["client_wrapper"] = run_wrapper(cfg.codec_samples, cfg.codec_target_s)
     log("failure path: encode / decode")
     result["codec"] = run_codec(cfg.codec_samples, cfg.codec_target_s)
+    log("failure path: encode time against the input size")
+    result["codec_scaling"] = run_scaling(max(3, cfg.codec_samples // 3), cfg.codec_target_s)
     log("retry: giving up on a terminal failure")
     grpc_server_log = logging.getLogger("grpc._server")
     level = grpc_server_log.level
@@ -276,6 +341,29 @@ def _table(title: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> 
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     body = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
     return "\n".join([f"**{title}**", "", line, sep, *body, ""])
+
+
+def linearity(series: dict[str, Any]) -> str:
+    """One sentence: the cost per unit between consecutive sizes and the factor between them."""
+    unit = "violation" if series["unit"] == "violations" else "KB"
+    costs = [m["us_per_unit"] for m in series["marginal"]]
+    largest = series["us_per_unit_at_largest"]
+    return (f"each step costs {min(costs):.3g}-{max(costs):.3g} µs per {unit} more, within a factor of "
+            f"{series['spread']:.1f}; {largest:.3g} µs per {unit} at the largest size")
+
+
+def _scaling_tables(scaling: dict[str, Any]) -> str:
+    out = []
+    for name, title in (("violations", "field violations (message 13 B)"),
+                        ("detail", "detail length (KB, no violations)")):
+        series = scaling[name]
+        unit = series["unit"]
+        rows = [[f"{p[unit]:,}", f"{p['us']:.1f}", f"{p['us'] / p[unit]:.3g}", str(p["trailer_bytes"])]
+                for p in series["points"]]
+        per = "violation" if unit == "violations" else "KB"
+        out.append(_table(f"Encode time against the {title}: {linearity(series)}",
+                          [unit, "µs per encode", f"µs per {per}", "trailer bytes"], rows))
+    return "\n".join(out)
 
 
 def render(result: dict[str, Any]) -> str:
@@ -311,21 +399,49 @@ def render(result: dict[str, Any]) -> str:
         ["case", "µs", "share of an RPC"], rows))
     rows = []
     for group, variants in result["failure_e2e"].items():
+        ours = variants["ours"]
+        rows.append([group, f"{ours['server_ratio_to_hand_written']['median']:.3f}",
+                     _pct(ours["server_ratio_to_hand_written"]), _pct(ours["total_ratio_to_hand_written"]),
+                     _pct(variants["hand-written"]["server_ratio_to_context_abort"]),
+                     _pct(ours["server_ratio_to_context_abort"])])
+    out.append(_table(
+        "Failure path, headline: ours against the same google.rpc.Status written by hand with grpcio-status "
+        "(paired per-repetition ratios)",
+        ["pair", "server CPU ours / hand-written", "server", "server + client",
+         "hand-written server vs abort", "ours server vs abort"], rows))
+    rows = []
+    for group, variants in result["failure_e2e"].items():
         for variant, r in variants.items():
             rows.append([group, variant, _spread(r["server_cpu_us_per_rpc"], ".1f"),
                          _spread(r["client_cpu_us_per_rpc"], ".1f"),
-                         _spread(r["total_cpu_us_per_rpc"], ".1f"), _pct(r["ratio_to_context_abort"])])
+                         _spread(r["total_cpu_us_per_rpc"], ".1f"), _pct(r["ratio_to_context_abort"]),
+                         _pct(r["server_ratio_to_hand_written"])])
     out.append(_table("Failure path, end to end: CPU µs per failing RPC",
-                      ["pair", "failure", "server µs", "client µs", "total µs", "total vs abort"], rows))
+                      ["pair", "failure", "server µs", "client µs", "total µs", "total vs abort",
+                       "server vs hand-written"], rows))
+    rows = []
+    for group, variants in result["failure_load"].items():
+        for variant, r in variants.items():
+            rows.append([group, variant, _spread(r["failing_rpcs_per_s"], ".0f"),
+                         _pct(r["rate_ratio_to_hand_written"]), _spread(r["server_cpu_us_per_rpc"], ".1f"),
+                         _pct(r["server_ratio_to_hand_written"])])
+    out.append(_table(
+        f"Failure path under load: failing RPCs per second ({result['config']['load_rpcs']} per sample)",
+        ["pair, callers", "failure", "RPCs/s", "RPCs/s vs hand-written", "server CPU µs/RPC",
+         "server CPU vs hand-written"], rows))
     rows = []
     for name, r in result["codec"].items():
         if not name.startswith("_"):
             rows.append([name, _spread(r, ".1f")])
+    for style in ("sync", "aio"):
+        rows.append([f"{style}: added by the wrapper to a failing call",
+                     _spread(result["codec"][f"_{style}_failure_added_us"], ".1f")])
     sizes = result["codec"]["_sizes"]
     out.append(_table(
         f"Failure path, in process: µs per call (trailers: typical {sizes['typical_trailer_bytes']} B, "
         f"worst {sizes['worst_trailer_bytes']} B of a {sizes['budget']} B budget)",
         ["operation", "µs"], rows))
+    out.append(_scaling_tables(result["codec_scaling"]))
     rows = []
     cfg = result["retry"]["_config"]
     for name, r in result["retry"].items():

@@ -51,14 +51,27 @@ def test_bench_smoke(tmp_path: Path) -> None:
             _summary(r["cpu_us_per_rpc"])
             assert r["outcomes"] == ["ok"]
 
+    assert "Failure path, headline" in proc.stdout
     assert len(data["failure_e2e"]) == 2
     for variants in data["failure_e2e"].values():
-        assert set(variants) == {"context.abort", "ours"}
+        assert set(variants) == {"context.abort", "hand-written", "ours"}
         for r in variants.values():
-            _summary(r["total_cpu_us_per_rpc"])
-        # The typed error really came back on the grpc-terminal side, a raw one on the other.
+            for key in ("total_cpu_us_per_rpc", "server_cpu_us_per_rpc", "server_ratio_to_hand_written",
+                        "total_ratio_to_hand_written", "server_ratio_to_context_abort"):
+                _summary(r[key])
+        # The typed error really came back on the grpc-terminal side, a raw one on the others.
         assert variants["ours"]["outcomes"] == ["UserNotProvisionable"]
         assert variants["context.abort"]["outcomes"] != ["UserNotProvisionable"]
+        assert variants["hand-written"]["outcomes"] != ["UserNotProvisionable"]
+
+    assert len(data["failure_load"]) == 2
+    for variants in data["failure_load"].values():
+        assert set(variants) == {"hand-written", "ours"}
+        for r in variants.values():
+            for key in ("failing_rpcs_per_s", "server_cpu_us_per_rpc", "rate_ratio_to_hand_written",
+                        "server_ratio_to_hand_written"):
+                _summary(r[key])
+        assert variants["ours"]["outcomes"] == ["UserNotProvisionable"]
 
     wrapper = data["client_wrapper"]
     for name in ("sync direct", "sync intercept_channel", "aio direct", "aio aio_intercept_channel",
@@ -67,10 +80,21 @@ def test_bench_smoke(tmp_path: Path) -> None:
 
     codec = data["codec"]
     cases = [name for name in codec if not name.startswith("_")]
-    assert len(cases) == 5
+    assert len(cases) == 10
     for name in cases:
         _summary(codec[name])
+    _summary(codec["_sync_failure_added_us"])
+    _summary(codec["_aio_failure_added_us"])
     assert codec["_sizes"]["worst_trailer_bytes"] <= codec["_sizes"]["budget"]
+
+    scaling = data["codec_scaling"]
+    assert set(scaling) == {"violations", "detail"}
+    for series in scaling.values():
+        unit = series["unit"]
+        sizes = [p[unit] for p in series["points"]]
+        assert sizes == sorted(sizes) and len(sizes) == 5
+        assert all(p["trailer_bytes"] <= codec["_sizes"]["budget"] for p in series["points"])
+        assert len(series["marginal"]) == 4 and series["spread"] >= 1
 
     retry = data["retry"]
     scenarios = {name: r for name, r in retry.items() if not name.startswith("_")}
