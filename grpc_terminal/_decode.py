@@ -140,12 +140,14 @@ def _usable(details: Iterable[any_pb2.Any]) -> list[tuple[any_pb2.Any, Message |
     out: list[tuple[any_pb2.Any, Message | None]] = []
     for packed in details:
         try:
-            slot = DETAIL_SLOTS.get(packed.TypeName())
+            url = packed.type_url  # what Any.TypeName() and Any.Unpack() read, read once
+            slot = DETAIL_SLOTS.get(url.rpartition("/")[2])
             if slot is None:
                 out.append((packed, None))
                 continue
-            unpacked = slot[1]()
-            if packed.Unpack(unpacked):
+            if "/" in url:  # Any.Unpack refuses a type URL without one
+                unpacked = slot[1]()
+                unpacked.ParseFromString(packed.value)
                 out.append((packed, unpacked))
         except Exception:
             continue
