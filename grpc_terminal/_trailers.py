@@ -90,6 +90,11 @@ class Encoded:
         return trailer_size(self.code, self.message, self.trailing_metadata)
 
 
+#: The allowance and the fixed part of the ``grpc-status`` and ``grpc-message`` entries.
+_STATUS_AND_MESSAGE = (
+    RESPONSE_HEADERS_ALLOWANCE + len("grpc-status") + len("grpc-message") + 2 * _HPACK_ENTRY_OVERHEAD
+)
+
 _PLAIN_BYTES = bytes(b for b in range(0x20, 0x7F) if b != 0x25)
 
 
@@ -99,11 +104,9 @@ def _percent_encoded_len(text: str) -> int:
 
 
 def _entry_size(key: str, value: str | bytes) -> int:
+    length = len(value) if isinstance(value, bytes) else len(value.encode("utf-8", "replace"))
     if key.endswith("-bin"):
-        raw = value if isinstance(value, bytes) else value.encode("utf-8", "replace")
-        length = 4 * ((len(raw) + 2) // 3)
-    else:
-        length = len(value.encode("utf-8", "replace")) if isinstance(value, str) else len(value)
+        length = 4 * ((length + 2) // 3)
     return len(key.encode("utf-8", "replace")) + length + _HPACK_ENTRY_OVERHEAD
 
 
@@ -113,10 +116,10 @@ def trailer_size(code: grpc.StatusCode, message: str, trailing_metadata: Metadat
     Includes :data:`RESPONSE_HEADERS_ALLOWANCE`; binary values are counted
     base64-encoded (grpc may send them as true binary, which is smaller).
     """
-    size = RESPONSE_HEADERS_ALLOWANCE
-    size += len("grpc-status") + len(str(code.value[0])) + _HPACK_ENTRY_OVERHEAD
-    size += len("grpc-message") + _percent_encoded_len(message) + _HPACK_ENTRY_OVERHEAD
-    return size + sum(_entry_size(k, v) for k, v in trailing_metadata)
+    size = _STATUS_AND_MESSAGE + len(str(code.value[0])) + _percent_encoded_len(message)
+    for key, value in trailing_metadata:
+        size += _entry_size(key, value)
+    return size
 
 
 def valid_metadata(key: object, value: object) -> str | None:
