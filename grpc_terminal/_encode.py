@@ -22,7 +22,7 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2 as ed
 from google.rpc import status_pb2
 
-from grpc_terminal._details import clean_text, delay_from_duration, pack
+from grpc_terminal._details import clean_text, delay_from_duration
 from grpc_terminal._errors import DETAIL_SLOTS, Metadata, StatusError, is_received
 from grpc_terminal._reason import ProvisionFailureDetail
 from grpc_terminal._trailers import (
@@ -69,30 +69,68 @@ def _truncate(text: str, limit: int) -> str:
     return raw[:keep].decode("utf-8", "ignore") + TRUNCATION_MARK
 
 
+def _clean_cut(text: str, limit: int) -> str:
+    """``_truncate(clean_text(text), limit)``, reading at most ``limit + 1`` characters of ``text``.
+
+    Every character takes at least one byte, so a text of more than ``limit``
+    characters is cut whatever its tail: only its head is cleaned and measured.
+    """
+    if len(text) > limit:
+        text = text[: limit + 1]
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return _truncate(clean_text(text), limit)
+    if len(raw) <= limit:
+        return text
+    return raw[: max(0, limit - len(TRUNCATION_MARK))].decode("utf-8", "ignore") + TRUNCATION_MARK
+
+
+_ONE_BYTE = [bytes((n,)) for n in range(0x80)]
+
+
+def _varint(n: int) -> bytes:
+    """``n`` (>= 0) as a protobuf varint."""
+    if n < 0x80:
+        return _ONE_BYTE[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(tag: bytes, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return tag + _varint(len(payload)) + payload
+
+
+#: The ``Any.type_url`` field of each detail slot, as ``Any.Pack`` writes it.
+_TYPE_URLS = {
+    attr: _field(b"\x0a", f"type.googleapis.com/{cls.DESCRIPTOR.full_name}".encode())
+    for attr, cls in DETAIL_SLOTS.values()
+}
+
+
 def _error_reason(reason: str) -> str:
     """An ErrorInfo reason cut to its longest valid length, 63 bytes (a peer's may be anything)."""
     raw = reason.encode("utf-8")
     return reason if len(raw) <= _MAX_ERROR_REASON else raw[:_MAX_ERROR_REASON].decode("utf-8", "ignore")
 
 
-def _slot_value(exc: StatusError, attr: str, cls: type[Message]) -> Message | None:
-    try:
-        value: object = getattr(exc, attr, None)
-    except Exception:
-        _log.warning("grpc_terminal: %s.%s is unreadable; not sent", type(exc).__name__, attr)
-        return None
-    if value is None:
-        return None
-    if type(value) is not cls:
-        _log.warning(
-            "grpc_terminal: %s.%s is a %s, not a %s; not sent",
-            type(exc).__name__, attr, type(value).__name__, cls.DESCRIPTOR.full_name,
-        )
-        return None
-    return value
-
-
 _M = TypeVar("_M", bound=Message)
+
+_SLOTS = tuple(DETAIL_SLOTS.values())
+
+
+def _has_unknown_fields(msg: Message) -> bool:
+    """Whether ``msg`` itself (not its sub-messages) carries fields this version cannot read."""
+    try:
+        from google.protobuf.unknown_fields import UnknownFieldSet
+    except ImportError:  # protobuf < 4.24: cannot tell, so assume it does
+        return True
+    return len(UnknownFieldSet(msg)) > 0
 
 
 def _copy(message: _M) -> _M:
@@ -106,8 +144,9 @@ class _Draft:
 
     ``slots`` start as the raised error's own messages, copied only where they
     must differ (a cut detail, a default domain): a status that fits costs no
-    copies. Before any shrinking step :meth:`own` copies them all, so fitting
-    never changes the raised error.
+    copies. A shrinking step changes a slot through :meth:`mutable`, which
+    copies it first, so fitting never changes the raised error. Each slot is
+    serialized once and kept until it changes: sizes come from those bytes.
     """
 
     def __init__(
@@ -130,7 +169,12 @@ class _Draft:
         self.retry_delay: float | None = None
         if isinstance(retry, ed.RetryInfo) and retry.HasField("retry_delay"):
             self.retry_delay = delay_from_duration(retry.retry_delay)
-        self._owned = False
+        self._owned: set[str] = set()
+        self._extras_owned = False
+        self._values: dict[str, bytes] = {}
+        self._anys: dict[str, bytes] = {}
+        #: The budget being fitted (set by :func:`_fit`): lets steps skip what cannot fit.
+        self.budget: int | None = None
 
     @classmethod
     def of(
@@ -149,16 +193,32 @@ class _Draft:
         # truncation step will cut further) so fitting stays cheap.
         cap = max(budget, len(TRUNCATION_MARK))
         slots: dict[str, Message] = {}
-        for attr, slot_class in DETAIL_SLOTS.values():
-            value = _slot_value(exc, attr, slot_class)
-            if value is not None:
+        for attr, slot_class in _SLOTS:
+            try:
+                value = getattr(exc, attr, None)
+            except Exception:
+                _log.warning("grpc_terminal: %s.%s is unreadable; not sent", type(exc).__name__, attr)
+                continue
+            if value is None:
+                continue
+            if type(value) is slot_class:
                 slots[attr] = value
+            else:
+                _log.warning(
+                    "grpc_terminal: %s.%s is a %s, not a %s; not sent",
+                    type(exc).__name__, attr, type(value).__name__, slot_class.DESCRIPTOR.full_name,
+                )
         pfd = slots.get("failure_detail")
         if isinstance(pfd, ProvisionFailureDetail):
-            detail = _truncate(clean_text(pfd.detail), cap)
-            if detail != pfd.detail:
-                pfd = slots["failure_detail"] = _copy(pfd)
-                pfd.detail = detail
+            original = pfd.detail  # a new str on every read: read it once
+            detail = _clean_cut(original, cap)
+            if detail != original:
+                if _has_unknown_fields(pfd):
+                    pfd = _copy(pfd)
+                    pfd.detail = detail
+                else:  # its two fields: copying the long detail only to replace it costs ~1 ms per MB
+                    pfd = ProvisionFailureDetail(reason=pfd.reason, detail=detail)
+                slots["failure_detail"] = pfd
         info = slots.get("error_info")
         if isinstance(info, ed.ErrorInfo) and not info.domain:
             info = slots["error_info"] = _copy(info)
@@ -167,36 +227,94 @@ class _Draft:
             slots.pop("debug_info", None)
         extras: Iterable[object] = getattr(exc, "extra_details", None) or []
         packed = [x for x in extras if type(x) is any_pb2.Any]
-        return cls(code, _truncate(clean_text(message), cap), slots, packed, app_md)
+        return cls(code, _clean_cut(message, cap), slots, packed, app_md)
 
     def own(self) -> None:
-        """Copy every message, so shrinking steps may change them."""
-        if not self._owned:
-            self.slots = {attr: _copy(msg) for attr, msg in self.slots.items()}
+        """Copy every message, so they may be changed in place (then :meth:`changed`)."""
+        for attr in self.slots:
+            self.mutable(attr)
+        if not self._extras_owned:
             self.extras = [_copy(x) for x in self.extras]
-            self._owned = True
+            self._extras_owned = True
+
+    def mutable(self, attr: str) -> Message:
+        """The slot ``attr``, copied from the raised error's once, to be changed in place."""
+        msg = self.slots[attr]
+        if attr not in self._owned:
+            msg = self.slots[attr] = _copy(msg)
+            self._owned.add(attr)
+        self._values.pop(attr, None)
+        self._anys.pop(attr, None)
+        return msg
+
+    def changed(self, *attrs: str) -> None:
+        """Forget the bytes of slots that were changed in place."""
+        for attr in attrs:
+            self._values.pop(attr, None)
+            self._anys.pop(attr, None)
+
+    def value(self, attr: str) -> bytes:
+        """The slot ``attr`` serialized (once, until it changes)."""
+        value = self._values.get(attr)
+        if value is None:
+            value = self._values[attr] = self.slots[attr].SerializeToString()
+        return value
+
+    def _any(self, attr: str) -> bytes:
+        """The slot ``attr`` as a serialized ``Any`` (its ErrorInfo marked when anything was cut)."""
+        msg = self.slots[attr]
+        if attr == "error_info" and self.shrunk and isinstance(msg, ed.ErrorInfo):
+            marked = ed.ErrorInfo()
+            marked.CopyFrom(msg)
+            marked.metadata[TRUNCATED_KEY] = "true"
+            return _TYPE_URLS[attr] + _field(b"\x12", marked.SerializeToString())
+        value = self._values.get(attr)
+        if value is None:
+            value = self._values[attr] = msg.SerializeToString()
+        url = _TYPE_URLS[attr]
+        packed = self._anys[attr] = url + b"\x12" + _varint(len(value)) + value if value else url
+        return packed
+
+    def status_bytes(self) -> bytes:
+        """The serialized ``google.rpc.Status``: the bytes ``Status(code=..., message=...,
+        details=...).SerializeToString()`` gives, from each detail's bytes (the code is never 0)."""
+        parts = [b"\x08", _varint(self.code.value[0])]
+        if self.message:
+            raw = self.message.encode("utf-8")
+            parts += (b"\x12", _varint(len(raw)), raw)
+        anys = self._anys
+        for attr in self.slots:
+            packed = anys.get(attr)
+            if packed is None or (self.shrunk and attr == "error_info"):
+                packed = self._any(attr)
+            parts += (b"\x1a", _varint(len(packed)), packed)
+        for extra in self.extras:
+            packed = extra.SerializeToString()
+            parts += (b"\x1a", _varint(len(packed)), packed)
+        return b"".join(parts)
+
+    def size_without(self, attr: str) -> int:
+        """The size of the trailers without the slot ``attr`` (a lower bound for any
+        content of that slot)."""
+        slots = self.slots
+        self.slots = {name: msg for name, msg in slots.items() if name != attr}
+        try:
+            return self.encoded().size()
+        finally:
+            self.slots = slots
 
     def status(self) -> status_pb2.Status:
-        details: list[any_pb2.Any] = []
-        for attr, msg in self.slots.items():
-            if attr == "error_info" and self.shrunk and isinstance(msg, ed.ErrorInfo):
-                marked = ed.ErrorInfo()
-                marked.CopyFrom(msg)
-                marked.metadata[TRUNCATED_KEY] = "true"
-                msg = marked
-            details.append(pack(msg))
-        return status_pb2.Status(
-            code=self.code.value[0], message=self.message, details=details + self.extras
-        )
+        return status_pb2.Status.FromString(self.status_bytes())
 
     def encoded(self) -> Encoded:
-        md: list[tuple[str, str | bytes]] = list(self.app_md)
-        md.append((STATUS_DETAILS_KEY, self.status().SerializeToString()))
+        status = (STATUS_DETAILS_KEY, self.status_bytes())
         if self.terminal:
-            md.append((PUSHBACK_KEY, "-1"))
+            md = (*self.app_md, status, (PUSHBACK_KEY, "-1"))
         elif self.retry_delay is not None:
-            md.append((PUSHBACK_KEY, str(min(round(self.retry_delay * 1000), 2**31 - 1))))
-        return Encoded(self.code, self.message, tuple(md))
+            md = (*self.app_md, status, (PUSHBACK_KEY, str(min(round(self.retry_delay * 1000), 2**31 - 1))))
+        else:
+            md = (*self.app_md, status)
+        return Encoded(self.code, self.message, md)
 
 
 def _drop(attr: str) -> Callable[[_Draft], bool]:
@@ -210,14 +328,21 @@ def _halve(attr: str, field: str) -> Callable[[_Draft], bool]:
     """Drop the second half of a repeated field; the detail itself when empty."""
 
     def step(draft: _Draft) -> bool:
-        msg = draft.slots.get(attr)
-        if msg is None:
+        if attr not in draft.slots:
             return False
-        items = getattr(msg, field)
-        if len(items) <= 1:
+        items = getattr(draft.slots[attr], field)
+        budget = draft.budget
+        if len(items) <= 1 or (budget is not None and draft.size_without(attr) > budget):
+            # Over the budget without this detail: halving would go on until it is gone.
             del draft.slots[attr]
             return True
-        del items[len(items) // 2 :]
+        keep = len(items) // 2
+        if budget is not None:
+            # Each item takes at least 2 bytes (tag and length): halvings that still
+            # keep more than budget / 2 items cannot fit, so they are not measured.
+            while keep > 1 and 2 * keep > budget:
+                keep //= 2
+        del getattr(draft.mutable(attr), field)[keep:]
         return True
 
     return step
@@ -225,23 +350,23 @@ def _halve(attr: str, field: str) -> Callable[[_Draft], bool]:
 
 def _drop_extras(draft: _Draft) -> bool:
     changed = bool(draft.extras)
-    draft.extras.clear()
+    draft.extras = []
     return changed
 
 
 def _drop_unknown_fields(draft: _Draft) -> bool:
     changed = False
-    for msg in draft.slots.values():
-        before = msg.ByteSize()
-        msg.DiscardUnknownFields()
-        changed = msg.ByteSize() != before or changed
+    for attr in list(draft.slots):
+        before = len(draft.value(attr))
+        draft.mutable(attr).DiscardUnknownFields()
+        changed = len(draft.value(attr)) != before or changed
     return changed
 
 
 def _drop_error_metadata(draft: _Draft) -> bool:
     info = draft.slots.get("error_info")
     if isinstance(info, ed.ErrorInfo) and info.metadata:
-        info.metadata.clear()
+        draft.mutable("error_info").metadata.clear()  # type: ignore[attr-defined]
         return True
     return False
 
@@ -249,14 +374,14 @@ def _drop_error_metadata(draft: _Draft) -> bool:
 def _drop_serving_data(draft: _Draft) -> bool:
     info = draft.slots.get("request_info")
     if isinstance(info, ed.RequestInfo) and info.serving_data:
-        info.serving_data = ""
+        draft.mutable("request_info").serving_data = ""  # type: ignore[attr-defined]
         return True
     return False
 
 
 def _drop_app_md(draft: _Draft) -> bool:
     changed = bool(draft.app_md)
-    draft.app_md.clear()
+    draft.app_md = []
     return changed
 
 
@@ -328,6 +453,7 @@ class _Texts:
 
     def apply(self, limit: int, floor: int = 64) -> Encoded:
         d = self.draft
+        d.changed("failure_detail", "request_info", "error_info")
         d.message = _truncate(self.message, max(limit, len(TRUNCATION_MARK)))
         if self.pfd is not None:
             self.pfd.detail = _truncate(self.detail, max(limit, len(TRUNCATION_MARK)))
@@ -344,7 +470,7 @@ def _fit(draft: _Draft, budget: int) -> Encoded:
     original = encoded.size()
     if original <= budget:
         return encoded
-    draft.own()
+    draft.budget = budget
     for step in _STEPS:
         changed = False
         while encoded.size() > budget and step.apply(draft):
@@ -357,6 +483,7 @@ def _fit(draft: _Draft, budget: int) -> Encoded:
     if encoded.size() > budget:
         # Truncate the free text: the largest common byte limit that fits.
         draft.shrunk.append(TRUNCATE_TEXT)
+        draft.own()
         texts = _Texts(draft)
         low, high = 0, min(texts.longest(), budget)
         best = texts.apply(0)
@@ -407,6 +534,8 @@ def _keep_irreducible(draft: _Draft) -> None:
     draft.slots = slots
     draft.extras = []
     draft.app_md = []
+    draft.own()
+    draft.changed(*slots)
 
 
 def _app_metadata(exc: StatusError, metadata: Iterable[tuple[Any, Any]]) -> list[tuple[str, str | bytes]]:
