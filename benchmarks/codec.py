@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import time
 from collections.abc import Callable, Generator
 from typing import Any
@@ -255,25 +256,31 @@ def _violations_error(n: int) -> gt.StatusError:
     )
 
 
-def _marginal(points: list[dict[str, Any]], unit: str) -> dict[str, Any]:
-    """Cost per unit between consecutive points, and how far apart those costs are."""
-    per_unit = []
+def _growth(points: list[dict[str, Any]], unit: str) -> dict[str, Any]:
+    """How time grows with size: the cost per unit between consecutive sizes, and the growth
+    exponent per step (log time ratio over log size ratio: 1 is linear, 2 quadratic)."""
+    steps = []
     for before, after in itertools.pairwise(points):
-        step = (after["us"] - before["us"]) / (after[unit] - before[unit])
-        per_unit.append({"from": before[unit], "to": after[unit], "us_per_unit": step})
-    steps = [p["us_per_unit"] for p in per_unit]
-    positive = [x for x in steps if x > 0]
-    spread = max(positive) / min(positive) if len(positive) == len(steps) else float("inf")
-    # The last decade carries the most weight: how well it predicts the largest size.
-    last = points[-1]
-    return {"marginal": per_unit, "spread": spread,
-            "us_per_unit_at_largest": last["us"] / last[unit]}
+        ratio = after[unit] / before[unit]
+        steps.append({
+            "from": before[unit], "to": after[unit],
+            "us_per_unit": (after["us"] - before["us"]) / (after[unit] - before[unit]),
+            "exponent": math.log(after["us"] / before["us"]) / math.log(ratio),
+        })
+    first, last = points[-3], points[-1]
+    return {
+        "steps": steps,
+        # Over the largest sizes, where the fixed cost of an encode no longer hides the growth.
+        "exponent_top": math.log(last["us"] / first["us"]) / math.log(last[unit] / first[unit]),
+        "top_from": first[unit],
+        "us_per_unit_at_largest": last["us"] / last[unit],
+    }
 
 
 def run_scaling(samples: int, target: float) -> dict[str, Any]:
     """Encode time against the field violations (``VIOLATION_COUNTS``) and the detail length
     (``DETAIL_LENGTHS``): median µs per encode at each size, the cost per violation / per KB
-    between consecutive sizes, and the factor between the largest and smallest of those."""
+    between consecutive sizes and how time grows with size (its exponent: 1 is linear)."""
     logger = logging.getLogger("grpc_terminal")
     level = logger.level
     logger.setLevel(logging.ERROR)
@@ -298,7 +305,7 @@ def run_scaling(samples: int, target: float) -> dict[str, Any]:
                     times.append((time.perf_counter() - start) / n * 1e6)
                 points.append({unit: size, "us": summarize(times)["median"], "iterations_per_sample": n,
                                "trailer_bytes": encoded.size()})
-            out[name] = {"unit": unit, "points": points, **_marginal(points, unit)}
+            out[name] = {"unit": unit, "points": points, **_growth(points, unit)}
         return out
     finally:
         logger.setLevel(level)

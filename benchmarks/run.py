@@ -28,6 +28,7 @@ from benchmarks import _service as svc
 from benchmarks._stats import summarize
 from benchmarks._workers import ClientProc, ServerProc, measure
 from benchmarks.codec import run_codec, run_scaling
+from benchmarks.profile_server import summary as profile_summary
 from benchmarks.retry import run_retry
 from benchmarks.wrapper import run_wrapper
 
@@ -63,6 +64,7 @@ class Config:
     retry_reps: int
     load_rpcs: int
     load_reps: int
+    profile_rpcs: int
     initial_backoff: float
     max_backoff: float
     multiplier: float
@@ -70,12 +72,12 @@ class Config:
 
 FULL = Config(
     reps=8, unary_rpcs=1000, stream_rpcs=800, failing_rpcs=600, warmup_rpcs=200, concurrency=1,
-    codec_samples=21, codec_target_s=0.05, retry_reps=3, load_rpcs=4000, load_reps=5,
+    codec_samples=21, codec_target_s=0.05, retry_reps=3, load_rpcs=4000, load_reps=5, profile_rpcs=3000,
     initial_backoff=0.1, max_backoff=1.0, multiplier=2.0,
 )
 SMOKE = Config(
     reps=2, unary_rpcs=25, stream_rpcs=10, failing_rpcs=20, warmup_rpcs=10, concurrency=2,
-    codec_samples=3, codec_target_s=0.002, retry_reps=1, load_rpcs=128, load_reps=1,
+    codec_samples=3, codec_target_s=0.002, retry_reps=1, load_rpcs=128, load_reps=1, profile_rpcs=50,
     initial_backoff=0.005, max_backoff=0.02, multiplier=2.0,
 )
 
@@ -309,6 +311,8 @@ def run(cfg: Config, log: Any = print) -> dict[str, Any]:
     result["client_wrapper"] = run_wrapper(cfg.codec_samples, cfg.codec_target_s)
     log("failure path: encode / decode")
     result["codec"] = run_codec(cfg.codec_samples, cfg.codec_target_s)
+    log("failure path: a cProfile of a sync server's handler thread")
+    result["failure_profile"] = profile_summary(cfg.profile_rpcs)
     log("failure path: encode time against the input size")
     result["codec_scaling"] = run_scaling(max(3, cfg.codec_samples // 3), cfg.codec_target_s)
     log("retry: giving up on a terminal failure")
@@ -344,12 +348,11 @@ def _table(title: str, header: Sequence[str], rows: Iterable[Sequence[str]]) -> 
 
 
 def linearity(series: dict[str, Any]) -> str:
-    """One sentence: the cost per unit between consecutive sizes and the factor between them."""
-    unit = "violation" if series["unit"] == "violations" else "KB"
-    costs = [m["us_per_unit"] for m in series["marginal"]]
-    largest = series["us_per_unit_at_largest"]
-    return (f"each step costs {min(costs):.3g}-{max(costs):.3g} µs per {unit} more, within a factor of "
-            f"{series['spread']:.1f}; {largest:.3g} µs per {unit} at the largest size")
+    """One sentence: how encode time grows with size over the largest sizes, and per step."""
+    unit = "violations" if series["unit"] == "violations" else "KB"
+    per_step = ", ".join(f"{s['exponent']:.2f}" for s in series["steps"])
+    return (f"time grows as size^{series['exponent_top']:.2f} from {series['top_from']:,} to "
+            f"{series['points'][-1][series['unit']]:,} {unit} (1 is linear); per step {per_step}")
 
 
 def _scaling_tables(scaling: dict[str, Any]) -> str:
@@ -364,6 +367,22 @@ def _scaling_tables(scaling: dict[str, Any]) -> str:
         out.append(_table(f"Encode time against the {title}: {linearity(series)}",
                           [unit, "µs per encode", f"µs per {per}", "trailer bytes"], rows))
     return "\n".join(out)
+
+
+def _profile_table(profile: dict[str, Any]) -> str:
+    variants = list(profile)
+    labels: list[str] = []
+    for v in variants:
+        labels += [label for label in profile[v]["parts"] if label not in labels]
+    rows = [["handler thread, all of it", *(f"{profile[v]['us_per_rpc']:.0f}" for v in variants)]]
+    for label in labels:
+        rows.append([label, *(f"{profile[v]['parts'][label]:.0f}" if label in profile[v]["parts"] else ""
+                              for v in variants)])
+    n = profile[variants[0]]["rpcs"]
+    return _table(
+        f"Failure path, sync server, cProfile of the handler thread: CPU µs per failing RPC ({n} RPCs; "
+        "the profiler's own cost included, so compare shares, not totals with the tables above)",
+        ["part", *variants], rows)
 
 
 def render(result: dict[str, Any]) -> str:
@@ -442,6 +461,7 @@ def render(result: dict[str, Any]) -> str:
         f"worst {sizes['worst_trailer_bytes']} B of a {sizes['budget']} B budget)",
         ["operation", "µs"], rows))
     out.append(_scaling_tables(result["codec_scaling"]))
+    out.append(_profile_table(result["failure_profile"]))
     rows = []
     cfg = result["retry"]["_config"]
     for name, r in result["retry"].items():

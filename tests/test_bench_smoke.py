@@ -87,6 +87,13 @@ def test_bench_smoke(tmp_path: Path) -> None:
     _summary(codec["_aio_failure_added_us"])
     assert codec["_sizes"]["worst_trailer_bytes"] <= codec["_sizes"]["budget"]
 
+    profile = data["failure_profile"]
+    assert set(profile) == {"context.abort", "hand-written", "ours"}
+    for r in profile.values():
+        assert r["us_per_rpc"] > 0 and all(v >= 0 for v in r["parts"].values())
+    assert "  of which encode (the codec)" in profile["ours"]["parts"]
+    assert "Failure path, sync server, cProfile" in proc.stdout
+
     scaling = data["codec_scaling"]
     assert set(scaling) == {"violations", "detail"}
     for series in scaling.values():
@@ -94,7 +101,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
         sizes = [p[unit] for p in series["points"]]
         assert sizes == sorted(sizes) and len(sizes) == 5
         assert all(p["trailer_bytes"] <= codec["_sizes"]["budget"] for p in series["points"])
-        assert len(series["marginal"]) == 4 and series["spread"] >= 1
+        assert len(series["steps"]) == 4 and math.isfinite(series["exponent_top"])
 
     retry = data["retry"]
     scenarios = {name: r for name, r in retry.items() if not name.startswith("_")}
