@@ -453,7 +453,9 @@ class _Texts:
 
     def apply(self, limit: int, floor: int = 64) -> Encoded:
         d = self.draft
-        d.changed("failure_detail", "request_info", "error_info")
+        # Their texts change below; the ErrorInfo is serialized anew at every encode
+        # anyway once anything was cut (it carries the mark).
+        d.changed("failure_detail", "request_info")
         d.message = _truncate(self.message, max(limit, len(TRUNCATION_MARK)))
         if self.pfd is not None:
             self.pfd.detail = _truncate(self.detail, max(limit, len(TRUNCATION_MARK)))

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import grpc_terminal as gt
 from grpc_terminal._details import clean_text
-from grpc_terminal._encode import TRUNCATION_MARK, _clean_cut, _Draft, _fit, _truncate, _varint
+from grpc_terminal._encode import TRUNCATION_MARK, _clean_cut, _Draft, _fit, _halve, _truncate, _varint
 from grpc_terminal._reason import ProvisionFailureDetail
 from grpc_terminal._trailers import TRAILER_BUDGET, Encoded
 
@@ -217,7 +217,8 @@ def test_halving_shortcuts_change_nothing(
         err = gt.ValidationFailure(
             "m" * message, field_violations=[(f"f{i}", "d" * length) for i in range(violations)]
         )
-        quota = [ed.QuotaFailure.Violation(subject=f"s{i}", description="q" * length) for i in range(violations)]
+        quota = [ed.QuotaFailure.Violation(subject=f"s{i}", description="q" * length)
+                 for i in range(violations)]
         err.quota_failure = ed.QuotaFailure(violations=quota)
     metadata = [("x-app", "a" * 100)]
     fast = _fitted(_Draft, err, budget, metadata, caplog)
@@ -243,3 +244,156 @@ def test_halving_shortcuts_change_nothing_for_any_size(violations: int, length: 
     finally:
         logger.setLevel(level)
     assert fast == plain
+
+
+# -- one halving step with the budget known: where it lands ----------------------------------
+
+
+def _violations_draft(n: int, message: str = "m", budget: int = TRAILER_BUDGET) -> _Draft:
+    err = gt.ValidationFailure(message, field_violations=[(f"f{i}", "d") for i in range(n)])
+    draft = _Draft.of(err, "example.com", False, [], budget)
+    draft.budget = budget
+    return draft
+
+
+def _kept(draft: _Draft) -> int | None:
+    msg = draft.slots.get("bad_request")
+    return len(msg.field_violations) if isinstance(msg, ed.BadRequest) else None
+
+
+@pytest.mark.parametrize(("n", "budget", "kept"), [
+    (10_000, 3000, 1250),  # 5000 and 2500 cannot fit (2 bytes each at least); 1250 might
+    (10_000, 2500, 1250),  # 2 * 1250 is exactly the budget: might fit, so it is measured
+    (10_000, 2499, 625),
+    (10_000, 10**6, 5000),  # a large budget: the plain halving
+    (3, 3000, 1),
+    (2, 3000, 1),
+])
+def test_one_halving_with_the_budget_skips_the_counts_that_cannot_fit(n: int, budget: int, kept: int) -> None:
+    draft = _violations_draft(n, budget=budget)
+    assert _halve("bad_request", "field_violations")(draft) is True
+    assert _kept(draft) == kept
+
+
+def test_one_halving_without_the_budget_halves_once() -> None:
+    draft = _violations_draft(10_000)
+    draft.budget = None
+    assert _halve("bad_request", "field_violations")(draft) is True
+    assert _kept(draft) == 5000
+
+
+def test_a_detail_that_cannot_fit_even_alone_goes_in_one_step() -> None:
+    draft = _violations_draft(10_000, message="m" * 3000)  # the message alone is over the budget
+    assert draft.size_without("bad_request") > TRAILER_BUDGET
+    assert _halve("bad_request", "field_violations")(draft) is True
+    assert _kept(draft) is None and "error_info" in draft.slots
+    assert _halve("bad_request", "field_violations")(draft) is False
+
+
+def test_the_size_without_a_detail_is_the_size_of_the_status_without_it() -> None:
+    draft = _violations_draft(100)
+    whole = draft.encoded()
+    without = draft.size_without("bad_request")
+    assert list(draft.slots) == ["failure_detail", "error_info", "bad_request"]  # order kept
+    assert draft.encoded() == whole
+    del draft.slots["bad_request"]
+    assert draft.encoded().size() == without < whole.size()
+
+
+# -- the caches: serialized once, copied once --------------------------------------------------
+
+
+def test_a_detail_is_serialized_once_until_it_changes() -> None:
+    draft = _violations_draft(10)
+    first = draft.value("bad_request")
+    assert draft.value("bad_request") is first
+    assert draft.value("error_info") is not first
+    draft.changed("bad_request")
+    assert draft.value("bad_request") is not first and draft.value("bad_request") == first
+
+
+def test_a_second_own_copies_nothing_again() -> None:
+    err = _rich("m", 2)
+    draft = _Draft.of(err, "example.com", True, [], 10**9)
+    draft.own()
+    extras, slots = draft.extras, dict(draft.slots)
+    draft.own()
+    assert draft.extras is extras
+    assert all(draft.slots[a] is slots[a] for a in slots)
+
+
+def test_unknown_fields_are_seen_on_the_message_itself() -> None:
+    from grpc_terminal._encode import _has_unknown_fields
+
+    plain = ProvisionFailureDetail(reason=1, detail="d")
+    assert _has_unknown_fields(plain) is False
+    plain.MergeFromString(b"\xa0\x06\x07")
+    assert _has_unknown_fields(plain) is True
+
+
+def test_without_the_unknown_fields_module_a_message_is_assumed_to_have_some(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from grpc_terminal._encode import _has_unknown_fields
+
+    monkeypatch.setitem(sys.modules, "google.protobuf.unknown_fields", None)  # import fails
+    assert _has_unknown_fields(ProvisionFailureDetail(reason=1)) is True
+
+
+# -- the text cut: every text in the status is the cut one -------------------------------------
+
+
+def test_cut_texts_are_the_ones_sent() -> None:
+    text = "t" * 6000
+    err = gt.UserNotProvisionable(text)
+    err.error_info.domain = "d" * 6000  # type: ignore[union-attr]
+    err.request_info = ed.RequestInfo(request_id="r" * 6000)
+    enc = _fit(_Draft.of(err, "example.com", False, [], TRAILER_BUDGET), TRAILER_BUDGET)
+    status = status_pb2.Status.FromString(dict(enc.trailing_metadata)["grpc-status-details-bin"])
+    got = {}
+    for packed in status.details:
+        for cls in (ProvisionFailureDetail, ed.ErrorInfo, ed.RequestInfo):
+            msg = cls()
+            if packed.Unpack(msg):
+                got[cls] = msg
+    limit = len(enc.message.encode())
+    assert enc.message == _truncate(text, limit) and enc.message.endswith(TRUNCATION_MARK)
+    assert got[ProvisionFailureDetail].detail == enc.message
+    assert got[ed.RequestInfo].request_id == _truncate("r" * 6000, max(limit, 64))
+    assert got[ed.ErrorInfo].domain == _truncate("d" * 6000, max(limit, 64))
+    assert enc.size() <= TRAILER_BUDGET
+
+
+@pytest.mark.parametrize("text", ["abcdefghijklmnopqrstuvwxyz", "é" * 20, "a" * 15])
+def test_a_clean_cut_to_the_marks_length_keeps_only_the_mark(text: str) -> None:
+    assert _clean_cut(text, len(TRUNCATION_MARK)) == TRUNCATION_MARK == _truncate(text, len(TRUNCATION_MARK))
+
+
+def test_a_packed_detail_is_reused_until_it_changes(monkeypatch: pytest.MonkeyPatch) -> None:
+    draft = _violations_draft(10)
+    first = draft.status_bytes()
+    value = draft.value("bad_request")
+    packed: list[str] = []
+    original = draft._any
+    monkeypatch.setattr(draft, "_any", lambda attr: packed.append(attr) or original(attr))
+    assert draft.status_bytes() == first and packed == []  # nothing packed again, not even ErrorInfo
+    draft.changed("bad_request")
+    assert draft.status_bytes() == first and packed == ["bad_request"]
+    kept = draft.value("bad_request")
+    assert kept == value
+    draft._anys.clear()  # packing again reuses the serialized value
+    assert draft.status_bytes() == first
+    assert draft.value("bad_request") is kept
+
+
+def test_only_the_error_info_is_packed_again_once_anything_was_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    draft = _violations_draft(10)
+    draft.shrunk.append("DebugInfo")
+    draft.status_bytes()
+    packed: list[str] = []
+    original = draft._any
+    monkeypatch.setattr(draft, "_any", lambda attr: packed.append(attr) or original(attr))
+    assert draft.status_bytes() == _reference(draft)
+    assert packed == ["error_info"]

@@ -338,3 +338,30 @@ def test_a_detail_longer_than_the_budget_is_measured_after_its_pre_cut(
     assert record.getMessage().startswith(
         f"grpc_terminal: {enc.code.name} status needs at least {needs} bytes, over the {budget}-byte"
     )
+
+
+class _BrokenErrorInfo(gt.NotFound):
+    """An error whose ``error_info`` raises something other than AttributeError when read."""
+
+    @property
+    def error_info(self) -> ed.ErrorInfo | None:  # type: ignore[override]
+        raise RuntimeError("broken")
+
+    @error_info.setter
+    def error_info(self, value: ed.ErrorInfo | None) -> None:
+        del value
+
+
+def test_an_unreadable_detail_is_dropped_and_logged_and_the_later_ones_are_sent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    err = _BrokenErrorInfo("x", help_links={"docs": "https://d.example"}, resource_info=("t", "n"))
+    with caplog.at_level(logging.WARNING, LOGGER):
+        enc = encode(err)
+    got = _received(enc)
+    assert got.error_info is None
+    assert got.help is not None and [link.url for link in got.help.links] == ["https://d.example"]
+    assert got.resource_info is not None and got.resource_info.resource_name == "n"
+    assert _logged(caplog) == [
+        (logging.WARNING, "grpc_terminal: _BrokenErrorInfo.error_info is unreadable; not sent")
+    ]
