@@ -331,17 +331,20 @@ def _halve(attr: str, field: str) -> Callable[[_Draft], bool]:
         if attr not in draft.slots:
             return False
         items = getattr(draft.slots[attr], field)
-        budget = draft.budget
-        if len(items) <= 1 or (budget is not None and draft.size_without(attr) > budget):
-            # Over the budget without this detail: halving would go on until it is gone.
-            del draft.slots[attr]
-            return True
         keep = len(items) // 2
-        if budget is not None:
-            # Each item takes at least 2 bytes (tag and length): halvings that still
-            # keep more than budget / 2 items cannot fit, so they are not measured.
+        budget = draft.budget
+        if budget is not None and 2 * keep > budget:
+            # Each item takes at least 2 bytes (tag and length): halvings that keep
+            # more than budget / 2 items cannot fit, so they are not measured; and
+            # when the status is over the budget even without this detail, halving
+            # would go on until it is gone.
+            if draft.size_without(attr) > budget:
+                keep = 0
             while keep > 1 and 2 * keep > budget:
                 keep //= 2
+        if keep == 0:
+            del draft.slots[attr]
+            return True
         del getattr(draft.mutable(attr), field)[keep:]
         return True
 

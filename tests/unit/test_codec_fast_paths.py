@@ -397,3 +397,22 @@ def test_only_the_error_info_is_packed_again_once_anything_was_cut(monkeypatch: 
     monkeypatch.setattr(draft, "_any", lambda attr: packed.append(attr) or original(attr))
     assert draft.status_bytes() == _reference(draft)
     assert packed == ["error_info"]
+
+
+def test_violations_that_cannot_fit_are_not_measured_one_halving_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The message alone is over the budget: halving 10,000 violations one step at a
+    # time would measure the status with them 15 times before dropping them.
+    measured: list[bool] = []
+    encoded = _Draft.encoded
+
+    def counting(self: _Draft) -> Encoded:
+        measured.append("bad_request" in self.slots)
+        return encoded(self)
+
+    monkeypatch.setattr(_Draft, "encoded", counting)
+    err = gt.ValidationFailure("m" * 5000, field_violations=[(f"f{i}", "d") for i in range(10_000)])
+    enc = _fit(_Draft.of(err, "example.com", False, [], TRAILER_BUDGET), TRAILER_BUDGET)
+    assert enc.size() <= TRAILER_BUDGET
+    assert measured.count(True) == 1  # only as it came

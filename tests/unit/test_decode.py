@@ -225,15 +225,12 @@ def test_a_broken_class_lookup_still_gives_a_bare_unknown(monkeypatch: pytest.Mo
 
 
 def test_a_type_url_with_a_longer_prefix_is_read_by_its_last_segment() -> None:
-    from google.protobuf import any_pb2 as _any
-    from google.rpc import status_pb2 as _status
-
-    from grpc_terminal._decode import decode as _decode
-
-    info = _any.Any(type_url="example.com/custom/prefix/google.rpc.ErrorInfo",
-                    value=ed.ErrorInfo(reason="R", domain="d.example").SerializeToString())
-    status = _status.Status(code=grpc.StatusCode.NOT_FOUND.value[0], message="m", details=[info])
-    got = _decode(grpc.StatusCode.NOT_FOUND, "m",
-                  (("grpc-status-details-bin", status.SerializeToString()),))
-    assert got.error_info is not None and got.error_info.domain == "d.example"
+    # As Any.TypeName() reads it: the ProvisionFailureDetail's reason picks the class.
+    pfd = any_pb2.Any(type_url="example.com/custom/prefix/c1.connector.v2.ProvisionFailureDetail",
+                      value=gt.ProvisionFailureDetail(reason=1, detail="d").SerializeToString())
+    status = status_pb2.Status(code=grpc.StatusCode.FAILED_PRECONDITION.value[0], message="m", details=[pfd])
+    trailers = (("grpc-status-details-bin", status.SerializeToString()),)
+    got = decode(grpc.StatusCode.FAILED_PRECONDITION, "m", trailers)
+    assert type(got) is gt.UserNotProvisionable
+    assert got.failure_detail is not None and got.failure_detail.detail == "d"
     assert got.extra_details == []
