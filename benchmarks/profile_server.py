@@ -29,7 +29,7 @@ import grpc
 
 from benchmarks import _service as svc
 
-__all__ = ["PARTS", "main", "profile_variant", "summary"]
+__all__ = ["PARTS", "in_process", "main", "profile_variant", "summary"]
 
 VARIANTS = {"context.abort": ("none", "abort"), "hand-written": ("none", "status"), "ours": ("ours", "raise")}
 
@@ -121,6 +121,40 @@ def _stats(variant: str, n: int) -> tuple[float, pstats.Stats]:
     holder: list[pstats.Stats] = []
     per_rpc, _ = profile_variant(variant, n, top=0, keep=holder)
     return per_rpc, holder[0]
+
+
+def in_process(n: int = 2000) -> dict[str, float]:
+    """CPU µs per call, in process and unprofiled, of the pieces a failing RPC's handler
+    thread runs: building the exception, translating it (``Translator.translate``, which
+    encodes), encoding alone, and building the hand-written status.
+
+    Args:
+        n: calls per sample (best of 7 samples).
+    """
+    import timeit
+
+    import grpc_terminal as gt
+    from grpc_terminal._encode import encode
+    from grpc_terminal._translate import Translator
+
+    translator = Translator()
+    exc = gt.UserNotProvisionable(svc.TERMINAL_MESSAGE)
+    method = svc.method_path("unary")
+    logger = logging.getLogger("grpc_terminal")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # translate logs the failure: its level check, not the I/O
+    try:
+        cases: dict[str, Callable[[], object]] = {
+            "ours: the exception (UserNotProvisionable(...))": lambda: gt.UserNotProvisionable(
+                svc.TERMINAL_MESSAGE),
+            "ours: translate (decide + encode)": lambda: translator.translate(exc, method),
+            "ours: encode alone": lambda: encode(exc),
+            "hand-written: the status (hand_written_status())": svc.hand_written_status,
+        }
+        return {name: min(timeit.repeat(fn, number=n, repeat=7, timer=time.process_time)) / n * 1e6
+                for name, fn in cases.items()}
+    finally:
+        logger.setLevel(level)
 
 
 def summary(n: int) -> dict[str, dict[str, Any]]:

@@ -188,14 +188,12 @@ def _bounds(result: dict[str, Any]) -> str:
     codec = result["codec"]
     worst = _median(codec["encode worst (1 MB detail + 10k violations)"]) / 1000
     profile = result["failure_profile"]
-    ours_parts, hand_parts = profile["ours"]["parts"], profile["hand-written"]["parts"]
-
-    def share(label: str) -> str:
-        return f"{ours_parts.get(label, 0.0) / profile['ours']['us_per_rpc'] * 100:.0f}%"
-
-    extra = profile["ours"]["us_per_rpc"] - profile["hand-written"]["us_per_rpc"]
-    abort_extra = (ours_parts.get("grpc's _abort (hands the status to the C core)", 0.0)
-                   - hand_parts.get("grpc's _abort (hands the status to the C core)", 0.0))
+    ours_parts = profile["ours"]["parts"]
+    pieces = result["failure_in_process"]
+    ours_python = (pieces["ours: the exception (UserNotProvisionable(...))"]
+                   + pieces["ours: translate (decide + encode)"])
+    python_delta = ours_python - pieces["hand-written: the status (hand_written_status())"]
+    parts_seen = ", ".join(label.strip() for label in ours_parts)
     scaling = result["codec_scaling"]
     return f"""\
 ## What bounds the rest
@@ -211,23 +209,17 @@ def _bounds(result: dict[str, Any]) -> str:
   same holds for the sync chain (*ours-interceptors* {sync_chain} against {sync_noop} for a
   no-op one), which `intercept_channel` builds only with `retry=`.
 * A failing RPC costs the server more CPU than sending the same
-  `google.rpc.Status` by hand with grpcio-status ({"; ".join(failures)}). The
-  cProfile of a sync server's handler thread (the table above; run
-  `python -m benchmarks.profile_server` for the full listing) splits ours:
-  translating the exception into code, message and trailers is
-  {share("translate: exception -> code, message, trailers")} of the thread's CPU, of which
-  the codec (encode) {share("  of which encode (the codec)")} and building the `ErrorEvent`
-  {share("  of which the ErrorEvent (_event)")} (classify {share("  of which classify")}); building the
-  exception {share("the exception raised (StatusError.__init__)")}; grpc's `_abort`, which
-  sends the status and, for ours, the `grpc-retry-pushback-ms` trailer too,
-  costs {abort_extra:.0f} µs more than for the hand-written status. In all, ours
-  spends {extra:.0f} µs more of that thread's CPU (profiler overhead included,
-  which grows with the number of Python calls). The codec is in process
-  {_median(codec["encode typical"]):.1f} µs to encode a typical terminal error and
-  {_median(codec["decode typical"]):.1f} µs to decode it; the rest of the
-  difference is the server-side work around it (translate once, no event or
-  log record when no hook wants it), the interceptor's own wrapping and the
-  extra trailer.
+  `google.rpc.Status` by hand with grpcio-status ({"; ".join(failures)}). Our
+  own Python work in that RPC is small against it: in process (the
+  unprofiled table above) {ours_python:.1f} µs for the exception and its
+  translation, of which {pieces["ours: encode alone"]:.1f} µs the codec, against
+  {pieces["hand-written: the status (hand_written_status())"]:.1f} µs to build the status by hand, a
+  difference of {python_delta:.1f} µs. The rest of the server-side difference is
+  around it: the interceptor's wrapping of each handler and the exception's
+  way out through it, and grpc's `_abort` sending one more trailer
+  (`grpc-retry-pushback-ms`). The cProfile of a sync server's handler thread
+  shows which parts run ({parts_seen}); `python -m benchmarks.profile_server`
+  prints the full listing.
 * The worst case, a 1 MB detail with 10,000 field violations, encodes in
   {worst:.2f} ms. Each detail is serialized once and the status is framed from
   those bytes; violations that cannot fit are not measured one halving at a

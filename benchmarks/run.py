@@ -28,6 +28,7 @@ from benchmarks import _service as svc
 from benchmarks._stats import summarize
 from benchmarks._workers import ClientProc, ServerProc, measure
 from benchmarks.codec import run_codec, run_scaling
+from benchmarks.profile_server import in_process as profile_in_process
 from benchmarks.profile_server import summary as profile_summary
 from benchmarks.retry import run_retry
 from benchmarks.wrapper import run_wrapper
@@ -313,6 +314,7 @@ def run(cfg: Config, log: Any = print) -> dict[str, Any]:
     result["codec"] = run_codec(cfg.codec_samples, cfg.codec_target_s)
     log("failure path: a cProfile of a sync server's handler thread")
     result["failure_profile"] = profile_summary(cfg.profile_rpcs)
+    result["failure_in_process"] = profile_in_process(200 if cfg.profile_rpcs < 1000 else 2000)
     log("failure path: encode time against the input size")
     result["codec_scaling"] = run_scaling(max(3, cfg.codec_samples // 3), cfg.codec_target_s)
     log("retry: giving up on a terminal failure")
@@ -381,7 +383,8 @@ def _profile_table(profile: dict[str, Any]) -> str:
     n = profile[variants[0]]["rpcs"]
     return _table(
         f"Failure path, sync server, cProfile of the handler thread: CPU µs per failing RPC ({n} RPCs; "
-        "the profiler's own cost included, so compare shares, not totals with the tables above)",
+        "the profiler reads the thread's clock twice per Python call, which inflates call-heavy code "
+        "many times over: read which parts exist and their order, and the table below for their cost)",
         ["part", *variants], rows)
 
 
@@ -462,6 +465,8 @@ def render(result: dict[str, Any]) -> str:
         ["operation", "µs"], rows))
     out.append(_scaling_tables(result["codec_scaling"]))
     out.append(_profile_table(result["failure_profile"]))
+    out.append(_table("Failure path, the handler thread's pieces in process, unprofiled: CPU µs per call",
+                      ["piece", "µs"], [[k, f"{v:.1f}"] for k, v in result["failure_in_process"].items()]))
     rows = []
     cfg = result["retry"]["_config"]
     for name, r in result["retry"].items():

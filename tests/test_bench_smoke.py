@@ -93,6 +93,8 @@ def test_bench_smoke(tmp_path: Path) -> None:
         assert r["us_per_rpc"] > 0 and all(v >= 0 for v in r["parts"].values())
     assert "  of which encode (the codec)" in profile["ours"]["parts"]
     assert "Failure path, sync server, cProfile" in proc.stdout
+    pieces = data["failure_in_process"]
+    assert len(pieces) == 4 and all(v > 0 for v in pieces.values())
 
     scaling = data["codec_scaling"]
     assert set(scaling) == {"violations", "detail"}
