@@ -40,6 +40,10 @@ class AsyncMethods:
         pass
 
 
+async def agen(*_: object) -> Any:
+    yield None
+
+
 def test_accepted_forms_and_what_is_kept() -> None:
     assert checked(None, "on_error") is None
     assert checked(plain, "on_error") is plain
@@ -64,11 +68,13 @@ def test_a_bad_member_is_named_by_its_index() -> None:
 
 @pytest.mark.parametrize(
     "hook",
-    [later, AsyncCallable(), functools.partial(later, 1), AsyncMethods().hook],
-    ids=["async-def", "async-call", "partial", "method"],
+    [later, AsyncCallable(), functools.partial(later, 1), AsyncMethods().hook, agen],
+    ids=["async-def", "async-call", "partial", "method", "async-generator"],
 )
 def test_async_hooks_are_refused(hook: Any) -> None:
-    with pytest.raises(TypeError, match=r"^on_give_up is an async function"):
+    refused = (r"^on_give_up is an async function .*: it is called synchronously, so its coroutine "
+               r"would never run; pass a plain function \(it may schedule work itself\)$")
+    with pytest.raises(TypeError, match=refused):
         checked(hook, "on_give_up")
     with pytest.raises(TypeError, match=r"^on_give_up\[0\] is an async function"):
         checked([hook], "on_give_up")
@@ -281,3 +287,16 @@ def test_policy_fields_of_the_wrong_kind_are_refused() -> None:
     assert gt.RetryPolicy(retryable_codes=[grpc.StatusCode.UNAVAILABLE]).retryable_codes == frozenset(
         {grpc.StatusCode.UNAVAILABLE}
     )
+
+
+def test_a_failing_policy_hook_is_logged_under_its_own_name(caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("metrics down")
+
+    policy = gt.RetryPolicy(max_attempts=2, initial_backoff=0, max_backoff=0, jitter=0,
+                            sleep=lambda _: None, on_retry=broken, on_give_up=broken)
+    with caplog.at_level(logging.ERROR, logger="grpc_terminal"), pytest.raises(gt.Unavailable):
+        policy.call(Busy())
+    assert [r.getMessage() for r in caplog.records] == [
+        f"on_retry hook failed: {broken!r}", f"on_give_up hook failed: {broken!r}",
+    ]
