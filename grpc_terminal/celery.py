@@ -76,7 +76,7 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("grpc_terminal.celery needs celery: pip install 'grpc-terminal[celery]'") from exc
 
-__all__ = ["HEADER", "retry", "retrying"]
+__all__ = ["HEADER", "MAX_HEADER", "retry", "retrying"]
 
 _log = logging.getLogger("grpc_terminal")
 
@@ -86,8 +86,11 @@ TaskT = TypeVar("TaskT", bound="Task[Any, Any]")
 
 #: The message header that carries the failed attempts from one run of a task
 #: to the next: a JSON text (``{"v": 1, "started": <epoch seconds>, "attempts":
-#: [...]}``). A header that cannot be read is ignored (logged): the run then
-#: counts as a first one, which is no more than publishing the task anew.
+#: [...]}``). A header that cannot be read, is over :data:`MAX_HEADER`
+#: characters or claims as many attempts as the policy allows in all is
+#: ignored (logged): the run then counts as a first one. A forged header within
+#: those bounds is believed: whoever can publish the task's messages can
+#: shorten its retries (not lengthen them past the policy's limits).
 HEADER = "grpc_terminal_retry"
 
 _VERSION = 1
@@ -196,7 +199,7 @@ def _decide(
     if request.called_directly:
         return exc
     now = time.time()
-    attempts, first = _carried(request)
+    attempts, first = _carried(request, policy)
     if first is None:
         first = now if started is None or not is_finite(started) else min(started, now)
     elapsed = min(max(now - first, 0.0), MAX_DURATION)
@@ -256,7 +259,11 @@ class _Unreadable(ValueError):
     pass
 
 
-def _carried(request: Context) -> tuple[list[Attempt], float | None]:
+#: The longest header read (about 6,000 attempts); a longer one is ignored (logged).
+MAX_HEADER = 1_000_000
+
+
+def _carried(request: Context, policy: RetryPolicy) -> tuple[list[Attempt], float | None]:
     """The attempts earlier runs made and when the first started; ``([], None)`` on a first run."""
     headers: object = request.headers
     raw: object = cast("dict[str, object]", headers).get(HEADER) if isinstance(headers, dict) else None
@@ -265,7 +272,12 @@ def _carried(request: Context) -> tuple[list[Attempt], float | None]:
     if raw is None:
         return [], None
     try:
-        return _decode(raw)
+        if isinstance(raw, str) and len(raw) > MAX_HEADER:
+            raise _Unreadable(f"{len(raw)} characters, over {MAX_HEADER}")
+        attempts, started = _decode(raw)
+        if policy.max_attempts is not None and len(attempts) >= policy.max_attempts:
+            raise _Unreadable(f"{len(attempts)} earlier attempts, as many as the policy allows in all")
+        return attempts, started
     except (_Unreadable, ValueError, TypeError, RecursionError) as err:
         _log.warning("grpc_terminal: ignoring an unreadable %s header (%s); counting this run as the first",
                      HEADER, err)

@@ -20,7 +20,8 @@ What a failure leaves on the span (:func:`on_error` on the server,
 
 * ``grpc_terminal.reason``: the ProvisionFailureDetail reason
   (``USER_NOT_PROVISIONABLE``), else the ErrorInfo reason, else the code's
-  name (``UNAVAILABLE``); at most 128 characters;
+  name (``UNAVAILABLE``); a reason not in AIP-193's form (UPPER_SNAKE_CASE,
+  at most 63 characters: free text a peer relayed) is written as ``OTHER``;
 * ``grpc_terminal.terminal``, ``grpc_terminal.retryable`` (booleans);
 * ``grpc_terminal.request_id`` for a failure the server did not expect;
 * ``error.type``: the status code's name (``FAILED_PRECONDITION``), or the
@@ -45,6 +46,7 @@ with the attempt that failed, its code and the wait before the next one.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 
 import grpc
@@ -91,8 +93,12 @@ _ERROR_TYPE = "error.type"
 # Semantic-convention attribute: the status code the caller got, as a string.
 _RPC_RESPONSE_STATUS_CODE = "rpc.response.status_code"
 
-# The longest reason written; a longer one (a peer's ErrorInfo) is cut.
+# The longest text written (a class name); a longer one is cut.
 _MAX_REASON = 128
+# AIP-193's shape of a reason (UPPER_SNAKE_CASE, at most 63 characters); what a
+# peer relays in another shape may be free text, and is written as OTHER.
+_REASON_SHAPE = re.compile(r"[A-Z][A-Z0-9_]{0,62}")
+_OTHER = "OTHER"
 
 _Attributes = dict[str, AttributeValue]
 
@@ -105,6 +111,11 @@ def _recording_span() -> Span | None:
 def _text(value: object) -> str:
     text = value if isinstance(value, str) else str(value)
     return text[:_MAX_REASON]
+
+
+def _safe_reason(value: object) -> str:
+    """``value`` when it is a reason in AIP-193's form, else ``OTHER``."""
+    return value if isinstance(value, str) and _REASON_SHAPE.fullmatch(value) else _OTHER
 
 
 def _code_name(code: object) -> str | None:
@@ -130,7 +141,7 @@ def _reason_of(exc: BaseException, status: gt.StatusError | None) -> str:
     info = status.error_info
     reason: object = info.reason if info is not None else None
     if isinstance(reason, str) and reason:
-        return reason
+        return _safe_reason(reason)
     return _code_name(status.code()) or "UNKNOWN"
 
 
@@ -167,7 +178,7 @@ def on_error(event: gt.ErrorEvent) -> None:
         if span is None or not isinstance(event, gt.ErrorEvent):
             return
         code = _code_name(event.code) or "UNKNOWN"
-        reason = _text(event.reason)
+        reason = _safe_reason(event.reason)
         attributes: _Attributes = {
             _REASON: reason,
             _TERMINAL: bool(event.terminal),

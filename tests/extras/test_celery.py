@@ -30,7 +30,7 @@ from celery.app.task import Context
 from celery.exceptions import Ignore, Reject, Retry
 
 import grpc_terminal as gt
-from grpc_terminal.celery import HEADER, _carried, retry, retrying
+from grpc_terminal.celery import HEADER, MAX_HEADER, _carried, retry, retrying
 
 from harness import AioServer, LoopThread, Scenario, SyncServer, register
 
@@ -262,7 +262,19 @@ def test_an_unreadable_header_counts_as_a_first_run(header: str) -> None:
     # logs it and goes on; a forged header gains nothing over publishing a fresh task.
     request = Context({"id": "t1", "retries": 3, HEADER: header})
     assert request.headers == {HEADER: header}
-    assert _carried(request) == ([], None)
+    assert _carried(request, gt.RetryPolicy()) == ([], None)
+
+
+def test_a_header_claiming_too_many_attempts_or_too_long_counts_as_a_first_run() -> None:
+    policy = gt.RetryPolicy(max_attempts=4)
+    assert len(_carried(Context({"id": "t1", HEADER: carried(3)}), policy)[0]) == 3  # within the policy
+    for forged in (carried(4), carried(30_000)):  # as many attempts as the policy allows, or more
+        assert _carried(Context({"id": "t1", HEADER: forged}), policy) == ([], None)
+    unlimited = gt.RetryPolicy(max_attempts=None, timeout=60)
+    assert len(_carried(Context({"id": "t1", HEADER: carried(5_000)}), unlimited)[0]) == 5_000
+    too_long = carried(8_000)
+    assert len(too_long) > MAX_HEADER
+    assert _carried(Context({"id": "t1", HEADER: too_long}), unlimited) == ([], None)
 
 
 def test_a_header_of_the_wrong_kind_counts_as_a_first_run(worker: Worker, address: str) -> None:
