@@ -10,6 +10,9 @@ from collections.abc import Sequence
 
 import grpc
 
+import grpc_terminal as gt
+from grpc_terminal._trailers import Encoded
+
 Trailers = Sequence[tuple[str, str | bytes]]
 
 
@@ -33,3 +36,37 @@ class Received(grpc.RpcError):
 
     def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:  # type: ignore[override]
         return self._trailers
+
+
+def client_error(enc: Encoded) -> gt.StatusError:
+    """The typed error a client decodes from ``enc`` (as grpc would hand it over).
+
+    Args:
+        enc: what the encoder sends.
+    """
+    return gt.from_rpc_error(Received(enc.code, enc.message, enc.trailing_metadata))
+
+
+def trailer(enc: Encoded, key: str) -> str | bytes | None:
+    """The first trailer ``key`` of ``enc``, or None.
+
+    Args:
+        enc: what the encoder sends.
+        key: a trailer key.
+    """
+    return next((v for k, v in enc.trailing_metadata if k == key), None)
+
+
+def varint(n: int) -> bytes:
+    """``n`` as a protobuf varint (a negative ``n`` as its 64-bit two's complement, as protobuf writes it).
+
+    Args:
+        n: the value.
+    """
+    out = bytearray()
+    n &= 2**64 - 1
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | 0x80 if n else byte)
+        if not n:
+            return bytes(out)

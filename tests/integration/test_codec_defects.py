@@ -42,7 +42,7 @@ from grpc_terminal._reason import ProvisionFailureDetail, Reason, is_known_reaso
 from grpc_terminal._trailers import MIN_BUDGET, PUSHBACK_KEY, STATUS_DETAILS_KEY, TRAILER_BUDGET, trailer_size
 from grpc_terminal.testing import loopback_server
 
-from fakes import Received
+from fakes import Received, varint
 from strategies import status_errors
 
 C = grpc.StatusCode
@@ -50,18 +50,10 @@ Msg = wrappers_pb2.StringValue
 PFD_URL = "type.googleapis.com/c1.connector.v2.ProvisionFailureDetail"
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
 
 def unknown_field(number: int, size: int) -> bytes:
     """A well-formed length-delimited field ``number`` of ``size`` bytes (unknown to every detail)."""
-    return _varint(number << 3 | 2) + _varint(size) + b"\x07" * size
+    return varint(number << 3 | 2) + varint(size) + b"\x07" * size
 
 
 class FakeSleep:
@@ -294,7 +286,7 @@ def _with_unknown_fields(
             info.reason = hostile_reason
             packed.Pack(info)
         size = sizes[i % len(sizes)] if sizes else 0
-        packed.value += unknown_field(16 + i, size) + _varint(30 + i << 3) + _varint(2**63)
+        packed.value += unknown_field(16 + i, size) + varint(30 + i << 3) + varint(2**63)
     md = [(k, v) for k, v in whole.trailing_metadata if k != STATUS_DETAILS_KEY]
     md.append((STATUS_DETAILS_KEY, status.SerializeToString()))
     return decode(whole.code, whole.message, tuple(md))
@@ -346,7 +338,7 @@ def test_the_worst_irreducible_status_fits_the_minimum_budget() -> None:
     pfd.type_url = PFD_URL
     pfd.value = (
         ProvisionFailureDetail(detail=wide).SerializeToString()
-        + b"\x08" + _varint(2**64 - 1)  # reason -1 as a 10-byte varint
+        + b"\x08" + varint(2**64 - 1)  # reason -1 as a 10-byte varint
         + unknown_field(99, 20_000)
     )
     info = ed.ErrorInfo(reason="😀" * 500, domain="😀" * 500, metadata={f"k{i}": wide for i in range(5)})

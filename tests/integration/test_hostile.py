@@ -25,6 +25,7 @@ import grpc_terminal as gt
 from grpc_terminal._decode import decode
 from grpc_terminal._encode import encode
 
+from fakes import varint
 from harness import LoopThread
 from strategies import status_errors
 
@@ -53,18 +54,9 @@ def _raw_status_with_bad_message(code: int, details: list[bytes]) -> bytes:
     """A Status whose message field is invalid UTF-8 (built by hand)."""
     out = bytes([0x08, code]) + bytes([0x12, 2, 0xC3, 0x28])
     for d in details:
-        out += bytes([0x1A]) + _varint(len(d)) + d
+        out += bytes([0x1A]) + varint(len(d)) + d
     return out
 
-
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        if n:
-            out += bytes([byte | 0x80])
-        else:
-            return out + bytes([byte])
 
 
 # (name, code, message, trailers, expected class, expected reason or None)

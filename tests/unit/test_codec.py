@@ -27,23 +27,16 @@ from grpc_terminal._decode import salvage_status
 from grpc_terminal._encode import SHRINK_ORDER, TRUNCATED_KEY, TRUNCATION_MARK, _Draft, _drop, _halve, encode
 from grpc_terminal._trailers import PUSHBACK_KEY, STATUS_DETAILS_KEY, Encoded
 
-from fakes import Received
+from fakes import Received, client_error, trailer, varint
 
 C = grpc.StatusCode
 LOGGER = "grpc_terminal"
 
 
-def _received(enc: Encoded) -> gt.StatusError:
-    """What a client decodes from ``enc`` (as grpc would hand it over)."""
-    return gt.from_rpc_error(Received(enc.code, enc.message, enc.trailing_metadata))
-
-
-def _trailer(enc: Encoded, key: str) -> str | bytes | None:
-    return next((v for k, v in enc.trailing_metadata if k == key), None)
 
 
 def _status(enc: Encoded) -> status_pb2.Status:
-    raw = _trailer(enc, STATUS_DETAILS_KEY)
+    raw = trailer(enc, STATUS_DETAILS_KEY)
     assert isinstance(raw, bytes)
     return status_pb2.Status.FromString(raw)
 
@@ -70,9 +63,9 @@ def test_an_unencodable_terminal_error_keeps_its_code_reasons_message_and_pushba
     enc = encode(err)
     assert enc.code is C.FAILED_PRECONDITION
     assert enc.message == "jdoe is SUSPENDED"
-    assert _trailer(enc, PUSHBACK_KEY) == "-1"
-    assert _trailer(enc, "x-app") is None  # application metadata is not sent
-    got = _received(enc)
+    assert trailer(enc, PUSHBACK_KEY) == "-1"
+    assert trailer(enc, "x-app") is None  # application metadata is not sent
+    got = client_error(enc)
     assert type(got) is gt.UserNotProvisionable
     assert got.reason is gt.Reason.USER_NOT_PROVISIONABLE
     assert got.detail == "jdoe is SUSPENDED"
@@ -86,8 +79,8 @@ def test_an_unencodable_terminal_error_keeps_its_code_reasons_message_and_pushba
 def test_an_unencodable_transient_error_sends_no_pushback() -> None:
     enc = encode(_unencodable(gt.Unavailable("upstream down", retry_delay=2.5)))
     assert (enc.code, enc.message) == (C.UNAVAILABLE, "upstream down")
-    assert _trailer(enc, PUSHBACK_KEY) is None
-    got = _received(enc)
+    assert trailer(enc, PUSHBACK_KEY) is None
+    got = client_error(enc)
     assert type(got) is gt.Unavailable
     assert got.retry_delay is None
     assert got.error_info is not None and got.error_info.reason == "UNAVAILABLE"
@@ -107,7 +100,7 @@ def test_an_unencodable_error_still_fits_a_tight_budget_and_marks_the_cut() -> N
     enc = encode(err, budget=1024)
     assert enc.size() <= 1024
     assert enc.message.endswith(TRUNCATION_MARK)
-    got = _received(enc)
+    got = client_error(enc)
     assert isinstance(got, gt.LicenseExhausted)
     assert got.detail.endswith(TRUNCATION_MARK)
     assert got.error_info is not None
@@ -120,7 +113,7 @@ def test_an_unencodable_error_has_its_text_cleaned_and_its_reason_cut() -> None:
     err.message = "bad \ud800 text"
     assert err.error_info is not None
     err.error_info.reason = "R" * 100  # as a peer may send it
-    got = _received(encode(err))
+    got = client_error(encode(err))
     assert got.message == "bad \N{REPLACEMENT CHARACTER} text"
     assert isinstance(got, gt.UserNotProvisionable) and got.detail == "ok"
     assert got.error_info is not None and got.error_info.reason == "R" * 63
@@ -144,7 +137,7 @@ def test_an_unencodable_error_without_a_failure_code_is_sent_as_unknown(code: ob
     enc = encode(_unencodable(_Coded("odd code", code)))
     assert (enc.code, enc.message) == (C.UNKNOWN, "odd code")
     assert _status(enc).code == C.UNKNOWN.value[0]
-    assert type(_received(enc)) is gt.Unknown
+    assert type(client_error(enc)) is gt.Unknown
 
 
 def test_an_unencodable_error_whose_message_is_not_a_str_is_sent_without_one() -> None:
@@ -152,7 +145,7 @@ def test_an_unencodable_error_whose_message_is_not_a_str_is_sent_without_one() -
     setattr(err, "message", 42)  # noqa: B010
     enc = encode(err)
     assert (enc.code, enc.message) == (C.PERMISSION_DENIED, "")
-    got = _received(enc)
+    got = client_error(enc)
     assert got.error_info is not None and got.error_info.reason == "PERMISSION_DENIED"
 
 
@@ -191,7 +184,7 @@ def test_an_error_whose_code_raises_is_sent_as_a_bare_unknown(caplog: pytest.Log
     assert enc == Encoded(
         C.UNKNOWN, "", ((STATUS_DETAILS_KEY, status_pb2.Status(code=2).SerializeToString()),)
     )
-    got = _received(enc)
+    got = client_error(enc)
     assert type(got) is gt.Unknown and got.message == ""
     last = caplog.records[-1]
     assert last.levelno == logging.ERROR
@@ -207,7 +200,7 @@ def test_a_long_request_id_is_cut_with_the_message_and_kept() -> None:
     err = gt.Internal("boom", extra_details=[ed.RequestInfo(request_id="r" * 6000, serving_data="s")])
     enc = encode(err)
     assert enc.size() <= gt.TRAILER_BUDGET
-    got = _received(enc)
+    got = client_error(enc)
     assert got.request_info is not None
     assert got.request_info.serving_data == ""
     assert got.request_id is not None and got.request_id.endswith(TRUNCATION_MARK)
@@ -217,7 +210,7 @@ def test_a_long_request_id_is_cut_with_the_message_and_kept() -> None:
 
 def test_a_long_domain_is_cut_with_the_message_and_kept() -> None:
     enc = encode(gt.Internal("boom", domain="d" * 6000))
-    got = _received(enc)
+    got = client_error(enc)
     assert got.error_info is not None
     assert got.error_info.domain.endswith(TRUNCATION_MARK) and len(got.error_info.domain) > 1000
     assert got.error_info.reason == "INTERNAL"
@@ -227,7 +220,7 @@ def test_a_long_domain_is_cut_with_the_message_and_kept() -> None:
 def test_the_domain_keeps_64_bytes_while_the_message_is_cut_shorter() -> None:
     enc = encode(gt.Internal("m" * 5000, domain="d" * 5000), budget=620)
     assert enc.size() <= 620
-    got = _received(enc)
+    got = client_error(enc)
     assert 14 < len(got.message) < 64 and got.message.endswith(TRUNCATION_MARK)
     assert got.error_info is not None
     assert got.error_info.domain == "d" * (64 - len(TRUNCATION_MARK)) + TRUNCATION_MARK
@@ -237,7 +230,7 @@ def test_a_long_error_reason_from_a_peer_is_cut_to_63_bytes_when_text_is_cut() -
     err = gt.Internal("m" * 6000)
     assert err.error_info is not None
     err.error_info.reason = "R" * 70  # as relayed from a peer: never validated
-    got = _received(encode(err))
+    got = client_error(encode(err))
     assert got.error_info is not None and got.error_info.reason == "R" * 63
 
 
@@ -247,7 +240,7 @@ def test_an_error_without_error_info_is_cut_like_any_other() -> None:
     enc = encode(err, budget=1024)
     assert enc.size() <= 1024 and enc.code is C.INTERNAL
     assert enc.message.startswith("mmm") and enc.message.endswith(TRUNCATION_MARK)
-    assert _received(enc).error_info is None
+    assert client_error(enc).error_info is None
 
 
 # -- the irreducible status: code, reasons, retry delay, marked text ---------------------------
@@ -258,9 +251,9 @@ def test_the_irreducible_status_keeps_the_retry_delay_and_marks_the_cut() -> Non
         "m" * 5000, retry_delay=2.5, domain="d" * 3000, extra_details=[ed.RequestInfo(request_id="r" * 3000)]
     )
     enc = encode(err, budget=450)
-    assert _trailer(enc, PUSHBACK_KEY) == "2500"
+    assert trailer(enc, PUSHBACK_KEY) == "2500"
     assert enc.message == TRUNCATION_MARK
-    got = _received(enc)
+    got = client_error(enc)
     assert type(got) is gt.Unavailable
     assert got.retry_delay == 2.5
     assert got.request_info is None
@@ -272,8 +265,8 @@ def test_the_irreducible_status_keeps_the_retry_delay_and_marks_the_cut() -> Non
 def test_the_irreducible_status_keeps_the_reason_and_a_marked_detail() -> None:
     err = gt.LicenseExhausted("d" * 5000, message="m" * 5000, domain="x" * 3000)
     enc = encode(err, budget=450)
-    assert _trailer(enc, PUSHBACK_KEY) == "-1"
-    got = _received(enc)
+    assert trailer(enc, PUSHBACK_KEY) == "-1"
+    got = client_error(enc)
     assert isinstance(got, gt.LicenseExhausted)
     assert (got.message, got.detail) == (TRUNCATION_MARK, TRUNCATION_MARK)
     assert got.error_info is not None and got.error_info.metadata[TRUNCATED_KEY] == "true"
@@ -329,7 +322,7 @@ def test_encoding_halves_violations_until_they_fit_keeping_the_first() -> None:
     err = gt.ResourceExhausted("quota", quota_violations=[(f"q{i:02}", "y" * 400) for i in range(16)])
     enc = encode(err)
     assert enc.size() <= gt.TRAILER_BUDGET
-    got = _received(enc)
+    got = client_error(enc)
     assert got.quota_failure is not None
     assert [v.subject for v in got.quota_failure.violations] == ["q00", "q01", "q02", "q03"]
 
@@ -337,21 +330,12 @@ def test_encoding_halves_violations_until_they_fit_keeping_the_first() -> None:
 # -- lenient decoding: what is salvaged of a status the strict parser rejects ------------------
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    n &= 2**64 - 1
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
-
 
 def _field(number: int, value: int | bytes) -> bytes:
     """One protobuf field: a varint for an int, length-delimited for bytes."""
     if isinstance(value, int):
-        return _varint(number << 3) + _varint(value)
-    return _varint(number << 3 | 2) + _varint(len(value)) + value
+        return varint(number << 3) + varint(value)
+    return varint(number << 3 | 2) + varint(len(value)) + value
 
 
 def _packed(msg: Any) -> bytes:
@@ -379,13 +363,13 @@ def test_salvage_reads_the_code_and_every_well_formed_detail() -> None:
         _field(3, b"\x0a\x05ab")  # an Any cut short: skipped
         + _field(1, 5)
         + _field(7, 99)  # an unknown varint field: not the code
-        + _varint(9 << 3 | 1) + b"\x01" * 8  # fixed64
-        + _varint(10 << 3 | 5) + b"\x02" * 4  # fixed32
+        + varint(9 << 3 | 1) + b"\x01" * 8  # fixed64
+        + varint(10 << 3 | 5) + b"\x02" * 4  # fixed32
         + _field(2, b"\n\x03abc")  # the message, though it would parse as an Any
         + _field(3, _packed(INFO))
         + _field(3, _packed(LONG_INFO))
         + _field(3, 4)  # a varint where a detail belongs: skipped
-        + _varint(11 << 3 | 5) + b"\x03" * 4  # a fixed32 as the last field
+        + varint(11 << 3 | 5) + b"\x03" * 4  # a fixed32 as the last field
     )
     status = salvage_status(raw)
     assert status.code == 5
@@ -393,7 +377,7 @@ def test_salvage_reads_the_code_and_every_well_formed_detail() -> None:
     assert [d.SerializeToString() for d in status.details] == [_packed(INFO), _packed(LONG_INFO)]
 
 
-@pytest.mark.parametrize("tail", [_varint(11 << 3 | 5) + b"\x03" * 4, _varint(11 << 3 | 1) + b"\x03" * 8])
+@pytest.mark.parametrize("tail", [varint(11 << 3 | 5) + b"\x03" * 4, varint(11 << 3 | 1) + b"\x03" * 8])
 def test_salvage_reads_a_status_ending_in_a_fixed_width_field(tail: bytes) -> None:
     status = salvage_status(_field(1, 6) + _field(3, _packed(INFO)) + tail)
     assert status.code == 6
@@ -413,7 +397,7 @@ def test_salvage_reads_the_code_as_an_int32(wire: int, code: int) -> None:
 
 
 def test_salvage_ignores_a_code_field_of_the_wrong_wire_type() -> None:
-    raw = _field(1, 5) + _varint(1 << 3 | 5) + b"\x07\x00\x00\x00"
+    raw = _field(1, 5) + varint(1 << 3 | 5) + b"\x07\x00\x00\x00"
     assert salvage_status(raw).code == 5
 
 
@@ -423,10 +407,10 @@ def test_salvage_ignores_a_code_field_of_the_wrong_wire_type() -> None:
         (b"\x08\x80", "truncated varint"),
         (b"\x08" + b"\xff" * 9 + b"\x01", None),  # ten bytes: the longest varint
         (b"\x08" + b"\x80" * 10 + b"\x01", "varint too long"),
-        (_varint(3 << 3 | 2) + _varint(5) + b"abcd", "truncated field"),
-        (_varint(9 << 3 | 1) + b"\x00" * 7, "truncated field"),
-        (_varint(9 << 3 | 5) + b"\x00" * 3, "truncated field"),
-        (_varint(9 << 3 | 3), "unsupported wire type 3"),
+        (varint(3 << 3 | 2) + varint(5) + b"abcd", "truncated field"),
+        (varint(9 << 3 | 1) + b"\x00" * 7, "truncated field"),
+        (varint(9 << 3 | 5) + b"\x00" * 3, "truncated field"),
+        (varint(9 << 3 | 3), "unsupported wire type 3"),
     ],
     ids=[
         "short-varint", "10-byte-varint", "11-byte-varint", "short-bytes",
@@ -526,7 +510,7 @@ class _Evil:
 def _dropped_key_log(key: object, caplog: pytest.LogCaptureFixture) -> str:
     with caplog.at_level(logging.WARNING, LOGGER):
         enc = encode(gt.NotFound("x"), metadata=[(key, "v"), ("ok", "1")])
-    assert _trailer(enc, "ok") == "1"  # the valid entry is still sent
+    assert trailer(enc, "ok") == "1"  # the valid entry is still sent
     (record,) = caplog.records
     return record.getMessage()
 
@@ -550,19 +534,19 @@ def test_a_dropped_key_is_shown_bounded(key: object, shown: str, caplog: pytest.
 @pytest.mark.parametrize("value", ["a b", "~tilde~", " !#$%&'()*+,-./0123456789:;<=>?@[\\]^_`{|}"])
 def test_printable_ascii_metadata_values_are_sent(value: str) -> None:
     enc = encode(gt.NotFound("x"), metadata=[("x-note", value)])
-    assert _trailer(enc, "x-note") == value
+    assert trailer(enc, "x-note") == value
 
 
 @pytest.mark.parametrize("value", ["del\x7f", "tab\t", "caf\xe9", "nl\n"])
 def test_other_metadata_values_are_dropped_and_logged(value: str, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, LOGGER):
         enc = encode(gt.NotFound("x"), metadata=[("x-note", value)])
-    assert _trailer(enc, "x-note") is None
+    assert trailer(enc, "x-note") is None
     assert "'x-note' needs a printable ASCII str value" in caplog.records[0].getMessage()
 
 
 def test_a_reserved_grpc_key_is_dropped_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, LOGGER):
         enc = encode(gt.NotFound("x"), metadata=[("grpc-custom", "v")])
-    assert _trailer(enc, "grpc-custom") is None
+    assert trailer(enc, "grpc-custom") is None
     assert caplog.records[0].getMessage().endswith("reserved metadata key 'grpc-custom'")

@@ -22,6 +22,8 @@ from google.rpc import status_pb2
 import grpc_terminal as gt
 from grpc_terminal._decode import decode, parse_status
 
+from fakes import varint
+
 C = grpc.StatusCode
 KEY = gt.STATUS_DETAILS_KEY
 LOGGER = "grpc_terminal"
@@ -41,14 +43,6 @@ def _status(code: grpc.StatusCode, *details: Any) -> bytes:
             status.details.add().Pack(detail)
     return bytes(status.SerializeToString())
 
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | 0x80 if n else byte)
-        if not n:
-            return bytes(out)
 
 
 def _debug_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
@@ -115,7 +109,7 @@ def test_parse_status_skips_other_keys_and_finds_none_without_a_details_trailer(
 
 
 def test_a_status_with_a_field_only_the_strict_parser_frames_is_read() -> None:
-    group = _varint(99 << 3 | 3) + _varint(99 << 3 | 4)  # an unknown group field (a newer schema)
+    group = varint(99 << 3 | 3) + varint(99 << 3 | 4)  # an unknown group field (a newer schema)
     raw = _status(C.NOT_FOUND, INFO) + group
     assert status_pb2.Status.FromString(raw).code == C.NOT_FOUND.value[0]
     got = decode(C.NOT_FOUND, "nf", [(KEY, raw)])

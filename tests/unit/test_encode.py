@@ -24,19 +24,12 @@ from grpc_terminal._encode import TRUNCATED_KEY, TRUNCATION_MARK, encode
 from grpc_terminal._errors import DETAIL_SLOTS
 from grpc_terminal._trailers import PUSHBACK_KEY, Encoded, short_repr
 
-from fakes import Received
+from fakes import client_error, trailer
 
 C = grpc.StatusCode
 LOGGER = "grpc_terminal"
 
 
-def _received(enc: Encoded) -> gt.StatusError:
-    """What a client decodes from ``enc`` (as grpc would hand it over)."""
-    return gt.from_rpc_error(Received(enc.code, enc.message, enc.trailing_metadata))
-
-
-def _trailer(enc: Encoded, key: str) -> str | bytes | None:
-    return next((v for k, v in enc.trailing_metadata if k == key), None)
 
 
 def _logged(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
@@ -44,7 +37,7 @@ def _logged(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
 
 
 def _domain(enc: Encoded) -> str | None:
-    info = _received(enc).error_info
+    info = client_error(enc).error_info
     return info.domain if info is not None else None
 
 
@@ -92,7 +85,7 @@ def test_a_detail_of_the_wrong_type_is_dropped_and_logged(caplog: pytest.LogCapt
     setattr(err, "help", "see the docs")  # noqa: B010
     with caplog.at_level(logging.WARNING, LOGGER):
         enc = encode(err)
-    got = _received(enc)
+    got = client_error(enc)
     assert got.help is None and got.message == "x"
     assert _domain(enc) == "idp.example"
     assert _logged(caplog) == [
@@ -111,7 +104,7 @@ class _NoHelp(gt.NotFound):
 def test_a_missing_detail_attribute_is_no_detail_and_not_logged(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, LOGGER):
         enc = encode(_NoHelp("x", domain="idp.example"))
-    assert _received(enc).help is None
+    assert client_error(enc).help is None
     assert _domain(enc) == "idp.example"
     assert caplog.records == []
 
@@ -122,7 +115,7 @@ def test_an_error_without_extra_details_is_encoded_in_full(caplog: pytest.LogCap
     with caplog.at_level(logging.WARNING, LOGGER):
         enc = encode(err)
     assert _domain(enc) == "idp.example"
-    assert _received(enc).extra_details == []
+    assert client_error(enc).extra_details == []
     assert caplog.records == []
 
 
@@ -138,7 +131,7 @@ def test_trailing_metadata_that_raises_is_not_sent_and_logged_with_its_traceback
 ) -> None:
     with caplog.at_level(logging.WARNING, LOGGER):
         enc = encode(_BadTrailers("x", domain="idp.example"), metadata=[("x-app", "1")])
-    assert _trailer(enc, "x-app") == "1"  # the handler's metadata still goes
+    assert trailer(enc, "x-app") == "1"  # the handler's metadata still goes
     assert _domain(enc) == "idp.example"
     (record,) = caplog.records
     assert (record.levelno, record.getMessage()) == (
@@ -182,7 +175,7 @@ def test_shrinking_and_cutting_leave_the_raised_error_as_it_was() -> None:
     before = _snapshot(err)
     enc = encode(err)
     assert enc.size() <= gt.TRAILER_BUDGET
-    got = _received(enc)
+    got = client_error(enc)
     assert got.quota_failure is None and got.error_info is not None
     assert got.error_info.metadata[TRUNCATED_KEY] == "true"
     assert _snapshot(err) == before
@@ -206,8 +199,8 @@ def test_the_irreducible_step_leaves_the_raised_error_as_it_was() -> None:
 )
 def test_the_pushback_is_capped_at_the_largest_int32(delay: float, pushback: str) -> None:
     enc = encode(gt.Unavailable("later", retry_delay=delay))
-    assert _trailer(enc, PUSHBACK_KEY) == pushback
-    assert _received(enc).retry_delay == delay  # the RetryInfo itself is not capped
+    assert trailer(enc, PUSHBACK_KEY) == pushback
+    assert client_error(enc).retry_delay == delay  # the RetryInfo itself is not capped
 
 
 # -- a status of exactly the budget: nothing more is cut, nothing reported --------------------
@@ -240,7 +233,7 @@ def test_a_step_stops_as_soon_as_the_status_is_exactly_the_budget(caplog: pytest
     with caplog.at_level(logging.WARNING, LOGGER):
         enc = encode(err, budget=budget)
     assert enc.size() == budget
-    got = _received(enc)
+    got = client_error(enc)
     assert got.quota_failure is not None and len(got.quota_failure.violations) == 4
     assert _logged(caplog) == [
         (
@@ -315,7 +308,7 @@ def test_a_multibyte_reason_is_cut_to_whole_characters(budget: int, caplog: pyte
     err.error_info.reason = "\N{LATIN SMALL LETTER E WITH ACUTE}" * 40  # 80 bytes, as a peer may send it
     with caplog.at_level(logging.ERROR, LOGGER):
         enc = encode(err, budget=budget)
-    got = _received(enc)
+    got = client_error(enc)
     assert got.error_info is not None
     assert got.error_info.reason == "\N{LATIN SMALL LETTER E WITH ACUTE}" * 31  # 62 bytes: no half character
     assert not [r for r in caplog.records if "cannot encode" in r.getMessage()]
@@ -332,7 +325,7 @@ def test_a_detail_longer_than_the_budget_is_measured_after_its_pre_cut(
     needs = _size(gt.LicenseExhausted(pre_cut, message="m", domain="x"))
     with caplog.at_level(logging.WARNING, LOGGER):
         enc = encode(gt.LicenseExhausted("d" * 5000, message="m", domain="x"), budget=budget)
-    got = _received(enc)
+    got = client_error(enc)
     assert isinstance(got, gt.LicenseExhausted) and got.detail.endswith(TRUNCATION_MARK)
     (record,) = caplog.records
     assert record.getMessage().startswith(
@@ -358,7 +351,7 @@ def test_an_unreadable_detail_is_dropped_and_logged_and_the_later_ones_are_sent(
     err = _BrokenErrorInfo("x", help_links={"docs": "https://d.example"}, resource_info=("t", "n"))
     with caplog.at_level(logging.WARNING, LOGGER):
         enc = encode(err)
-    got = _received(enc)
+    got = client_error(enc)
     assert got.error_info is None
     assert got.help is not None and [link.url for link in got.help.links] == ["https://d.example"]
     assert got.resource_info is not None and got.resource_info.resource_name == "n"
