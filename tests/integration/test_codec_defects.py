@@ -50,7 +50,6 @@ Msg = wrappers_pb2.StringValue
 PFD_URL = "type.googleapis.com/c1.connector.v2.ProvisionFailureDetail"
 
 
-
 def unknown_field(number: int, size: int) -> bytes:
     """A well-formed length-delimited field ``number`` of ``size`` bytes (unknown to every detail)."""
     return varint(number << 3 | 2) + varint(size) + b"\x07" * size

@@ -58,7 +58,6 @@ def _raw_status_with_bad_message(code: int, details: list[bytes]) -> bytes:
     return out
 
 
-
 # (name, code, message, trailers, expected class, expected reason or None)
 CASES: list[tuple[str, grpc.StatusCode, Any, Any, type[gt.StatusError], int | None]] = [
     ("valid", FP, "m", [(KEY, VALID)], gt.UserNotProvisionable, 1),

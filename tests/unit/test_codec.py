@@ -33,8 +33,6 @@ C = grpc.StatusCode
 LOGGER = "grpc_terminal"
 
 
-
-
 def _status(enc: Encoded) -> status_pb2.Status:
     raw = trailer(enc, STATUS_DETAILS_KEY)
     assert isinstance(raw, bytes)
@@ -328,7 +326,6 @@ def test_encoding_halves_violations_until_they_fit_keeping_the_first() -> None:
 
 
 # -- lenient decoding: what is salvaged of a status the strict parser rejects ------------------
-
 
 
 def _field(number: int, value: int | bytes) -> bytes:

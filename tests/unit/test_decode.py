@@ -44,7 +44,6 @@ def _status(code: grpc.StatusCode, *details: Any) -> bytes:
     return bytes(status.SerializeToString())
 
 
-
 def _debug_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     return [r for r in caplog.records if r.name == LOGGER and r.levelno == logging.DEBUG]
 

@@ -30,8 +30,6 @@ C = grpc.StatusCode
 LOGGER = "grpc_terminal"
 
 
-
-
 def _logged(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
     return [(r.levelno, r.getMessage()) for r in caplog.records]
 
