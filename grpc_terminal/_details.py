@@ -11,7 +11,7 @@ import datetime
 import math
 import re
 from collections.abc import Iterable, Mapping
-from typing import TypeAlias, cast
+from typing import TypeAlias, TypeGuard, cast
 
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
@@ -30,6 +30,7 @@ __all__ = [
     "quota_failure",
     "resource_info",
     "bad_request",
+    "is_error_reason",
     "validate_error_reason",
 ]
 
@@ -75,9 +76,18 @@ def _pairs(value: Pairs, what: str) -> list[tuple[str, str]]:
     return out
 
 
+def is_error_reason(value: object) -> TypeGuard[str]:
+    """True for an ErrorInfo reason in AIP-193's form: UPPER_SNAKE_CASE, 2 to 63 characters.
+
+    Args:
+        value: anything; only a str can be a reason.
+    """
+    return isinstance(value, str) and _REASON_RE.match(value) is not None
+
+
 def validate_error_reason(reason: str) -> str:
     """Check an ErrorInfo reason is UPPER_SNAKE_CASE, at most 63 characters."""
-    if not isinstance(reason, str) or not _REASON_RE.match(reason):
+    if not is_error_reason(reason):
         raise ValueError(
             f"ErrorInfo reason must be UPPER_SNAKE_CASE ([A-Z][A-Z0-9_]*, 2..63 chars), got {reason!r}"
         )

@@ -21,7 +21,7 @@ What a failure leaves on the span (:func:`on_error` on the server,
 * ``grpc_terminal.reason``: the ProvisionFailureDetail reason
   (``USER_NOT_PROVISIONABLE``), else the ErrorInfo reason, else the code's
   name (``UNAVAILABLE``); a reason not in AIP-193's form (UPPER_SNAKE_CASE,
-  at most 63 characters: free text a peer relayed) is written as ``OTHER``;
+  2 to 63 characters: free text a peer relayed) is written as ``OTHER``;
 * ``grpc_terminal.terminal``, ``grpc_terminal.retryable`` (booleans);
 * ``grpc_terminal.request_id`` for a failure the server did not expect;
 * ``error.type``: the status code's name (``FAILED_PRECONDITION``), or the
@@ -46,12 +46,12 @@ with the attempt that failed, its code and the wait before the next one.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 
 import grpc
 
 import grpc_terminal as gt
+from grpc_terminal._details import is_error_reason
 
 try:
     from opentelemetry import trace
@@ -95,9 +95,7 @@ _RPC_RESPONSE_STATUS_CODE = "rpc.response.status_code"
 
 # The longest text written (a class name); a longer one is cut.
 _MAX_REASON = 128
-# AIP-193's shape of a reason (UPPER_SNAKE_CASE, at most 63 characters); what a
-# peer relays in another shape may be free text, and is written as OTHER.
-_REASON_SHAPE = re.compile(r"[A-Z][A-Z0-9_]{0,62}")
+# A reason a peer relays in another shape than AIP-193's may be free text: written as OTHER.
 _OTHER = "OTHER"
 
 _Attributes = dict[str, AttributeValue]
@@ -115,7 +113,7 @@ def _text(value: object) -> str:
 
 def _safe_reason(value: object) -> str:
     """``value`` when it is a reason in AIP-193's form, else ``OTHER``."""
-    return value if isinstance(value, str) and _REASON_SHAPE.fullmatch(value) else _OTHER
+    return value if is_error_reason(value) else _OTHER
 
 
 def _code_name(code: object) -> str | None:

@@ -48,6 +48,7 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 
 import grpc_terminal as gt
+from grpc_terminal._details import is_error_reason
 
 try:
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
@@ -77,8 +78,6 @@ _DEFAULT_MAX_METHODS = 100
 _MAX_METHOD_LENGTH = 256
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _METHOD = re.compile(rf"/{_IDENT}(?:\.{_IDENT})*/{_IDENT}")
-# AIP-193: an ErrorInfo reason is UPPER_SNAKE_CASE, at most 63 characters.
-_REASON = re.compile(r"[A-Z][A-Z0-9_]{0,61}[A-Z0-9]")
 
 _CODES = frozenset(code.name for code in grpc.StatusCode)
 _BUILTIN_REASONS = frozenset(reason.name for reason in gt.Reason) | _CODES
@@ -169,7 +168,7 @@ def _reason_names(reasons: Iterable[str]) -> frozenset[str]:
     for reason in reasons:
         if not isinstance(reason, str):
             raise TypeError(f"reasons: {reason!r} is not a str")
-        if not _REASON.fullmatch(reason):
+        if not is_error_reason(reason):
             raise ValueError(f"reasons: {reason!r} is not an UPPER_SNAKE_CASE ErrorInfo reason")
         names.add(reason)
     return frozenset(names)
