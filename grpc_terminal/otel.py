@@ -52,6 +52,7 @@ import grpc
 
 import grpc_terminal as gt
 from grpc_terminal._details import is_error_reason
+from grpc_terminal._reason import reason_name
 
 try:
     from opentelemetry import trace
@@ -130,10 +131,7 @@ def _reason_of(exc: BaseException, status: gt.StatusError | None) -> str:
     """What the server's ``ErrorEvent.reason`` would say: the Reason, the ErrorInfo reason, the code."""
     detail = gt.failure_detail(exc)
     if detail is not None:
-        try:
-            return gt.Reason(detail.reason).name
-        except ValueError:
-            return f"REASON_{detail.reason}"
+        return reason_name(detail.reason)
     if status is None:
         return type(exc).__name__
     info = status.error_info
